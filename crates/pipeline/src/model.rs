@@ -1,0 +1,190 @@
+//! The pipeline model: what a valid `project.yaml` means.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+/// The magic action name that means "every action in the project".
+pub const RUN_ALL_COMMAND: &str = "run_all";
+
+/// Output privacy levels, in the fixed order the reference uses everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivacyLevel {
+    /// Never visible to researchers.
+    HighlySensitive,
+    /// Visible after review; the only level that may be released.
+    ModeratelySensitive,
+    /// Treated like highly sensitive by the backends.
+    MinimallySensitive,
+}
+
+impl PrivacyLevel {
+    /// All levels in the reference's order.
+    pub const ALL: [PrivacyLevel; 3] = [
+        PrivacyLevel::HighlySensitive,
+        PrivacyLevel::ModeratelySensitive,
+        PrivacyLevel::MinimallySensitive,
+    ];
+
+    /// The name used in `project.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivacyLevel::HighlySensitive => "highly_sensitive",
+            PrivacyLevel::ModeratelySensitive => "moderately_sensitive",
+            PrivacyLevel::MinimallySensitive => "minimally_sensitive",
+        }
+    }
+
+    /// Parses a level name.
+    pub fn parse(s: &str) -> Option<PrivacyLevel> {
+        PrivacyLevel::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for PrivacyLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed pipeline (`project.yaml`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    /// The `version` as a float, as the reference stores it.
+    pub version: f64,
+    /// Actions in document order (a user-defined `run_all` included, before v5).
+    pub actions: IndexMap<String, Action>,
+    /// The expectations (population size for dummy data), where the version has them.
+    pub expectations: Option<Expectations>,
+}
+
+/// The `expectations` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Expectations {
+    /// Dummy-data population size.
+    pub population_size: i64,
+}
+
+/// One action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    /// The key under `actions:` (Python `str()` of it, so `2019` is `"2019"`).
+    pub id: String,
+    /// The `run:` command.
+    pub run: Command,
+    /// Declared outputs.
+    pub outputs: Outputs,
+    /// Actions this one needs, in the order given.
+    pub needs: Vec<String>,
+    /// The `config:` mapping, as JSON.
+    pub config: Option<serde_json::Value>,
+    /// The raw `dummy_data_file:` string.
+    pub dummy_data_file: Option<String>,
+    /// Where the action's key is in the source (1-based line and column).
+    pub line: usize,
+    /// See `line`.
+    pub column: usize,
+}
+
+impl Action {
+    /// Whether this action reads the database on a real backend.
+    pub fn is_database_action(&self) -> bool {
+        is_database_action(&self.run.parts)
+    }
+}
+
+/// Whether a command (as tokens) is a database action, as the reference decides.
+pub fn is_database_action(args: &[String]) -> bool {
+    let Some(first) = args.first() else {
+        return false;
+    };
+    let image = first.split(':').next().unwrap_or("");
+    let command = args.get(1).map(String::as_str);
+    match image {
+        "sqlrunner" => true,
+        "ehrql" => matches!(command, Some("generate-dataset" | "generate-measures")),
+        "cohortextractor" => {
+            matches!(command, Some("generate_cohort" | "generate_codelist_report"))
+        }
+        "databuilder" => matches!(command, Some("generate-dataset")),
+        _ => false,
+    }
+}
+
+/// A `run:` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Command {
+    /// The string as written.
+    pub raw: String,
+    /// POSIX shell tokens of `raw`.
+    pub parts: Vec<String>,
+}
+
+impl Command {
+    /// The image name: the first token up to its first `:`.
+    pub fn name(&self) -> &str {
+        let first = self.parts.first().map(String::as_str).unwrap_or("");
+        first.split(':').next().unwrap_or("")
+    }
+
+    /// The image tag: between the first and second `:` of the first token.
+    pub fn version(&self) -> &str {
+        let first = self.parts.first().map(String::as_str).unwrap_or("");
+        first.split(':').nth(1).unwrap_or("")
+    }
+
+    /// The arguments after the image, joined with single spaces (quoting is lost).
+    pub fn args(&self) -> String {
+        self.parts.get(1..).unwrap_or(&[]).join(" ")
+    }
+
+    /// The arguments after the image as tokens.
+    pub fn arg_parts(&self) -> &[String] {
+        self.parts.get(1..).unwrap_or(&[])
+    }
+}
+
+/// Declared outputs by privacy level. A level is `None` when absent or null.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outputs {
+    /// `highly_sensitive` outputs: name → glob.
+    pub highly_sensitive: Option<IndexMap<String, String>>,
+    /// `moderately_sensitive` outputs: name → glob.
+    pub moderately_sensitive: Option<IndexMap<String, String>>,
+    /// `minimally_sensitive` outputs: name → glob.
+    pub minimally_sensitive: Option<IndexMap<String, String>>,
+}
+
+impl Outputs {
+    /// The outputs at one level.
+    pub fn level(&self, level: PrivacyLevel) -> Option<&IndexMap<String, String>> {
+        match level {
+            PrivacyLevel::HighlySensitive => self.highly_sensitive.as_ref(),
+            PrivacyLevel::ModeratelySensitive => self.moderately_sensitive.as_ref(),
+            PrivacyLevel::MinimallySensitive => self.minimally_sensitive.as_ref(),
+        }
+    }
+
+    /// The present levels (empty ones included), in the fixed order.
+    pub fn levels(&self) -> impl Iterator<Item = (PrivacyLevel, &IndexMap<String, String>)> {
+        PrivacyLevel::ALL
+            .into_iter()
+            .filter_map(|l| self.level(l).map(|m| (l, m)))
+    }
+
+    /// Number of present levels.
+    pub fn len(&self) -> usize {
+        self.levels().count()
+    }
+
+    /// Whether no level is present.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every pattern with its level, level by level.
+    pub fn patterns(&self) -> impl Iterator<Item = (PrivacyLevel, &str)> {
+        self.levels()
+            .flat_map(|(l, m)| m.values().map(move |p| (l, p.as_str())))
+    }
+}
