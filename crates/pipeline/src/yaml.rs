@@ -1,0 +1,811 @@
+//! YAML 1.2 with source spans, resolved the way the reference (ruamel, round-trip
+//! loader) resolves it.
+//!
+//! The parser is `saphyr-parser`'s event stream; this module builds a tree of
+//! [`Node`]s from it and does everything the reference's loader does on top:
+//! scalar resolution in the YAML 1.2 core schema (`yes`/`no` stay strings, `017`
+//! is 17, `2020-01-01` is a date), anchors and aliases, merge keys (`<<`),
+//! duplicate-key errors and the one-document rule.
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
+
+use crate::diagnostic::{Pos, Span};
+
+/// A YAML value with the span of its source text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The resolved value.
+    pub value: Value,
+    /// Where it is in the source.
+    pub span: Span,
+}
+
+/// A resolved YAML value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `~`, `null`, or nothing.
+    Null,
+    /// `true` / `false` (YAML 1.2 spellings only).
+    Bool(bool),
+    /// An integer that fits in an `i128`.
+    Int(i128),
+    /// An integer too large for an `i128`, as its decimal digits.
+    BigInt(String),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A timestamp (`2020-01-01`), as written.
+    Timestamp(String),
+    /// A value with an explicit tag the loader does not resolve (`!foo x`, `!!binary`).
+    Tagged(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in document order (merged keys after own keys).
+    Map(Vec<(Node, Node)>),
+}
+
+impl Value {
+    /// The Python type name the reference would see, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "NoneType",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::BigInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Timestamp(_) => "date",
+            Value::Tagged(_) => "TaggedScalar",
+            Value::Seq(_) => "list",
+            Value::Map(_) => "dict",
+        }
+    }
+
+    /// Python's `str()` of a scalar value; `None` for collections.
+    pub fn python_str(&self) -> Option<String> {
+        Some(match self {
+            Value::Null => "None".to_string(),
+            Value::Bool(true) => "True".to_string(),
+            Value::Bool(false) => "False".to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::BigInt(s) => s.clone(),
+            Value::Float(f) => crate::python::float_repr(*f),
+            Value::Str(s) => s.clone(),
+            Value::Timestamp(s) => crate::python::timestamp_str(s),
+            Value::Tagged(s) => s.clone(),
+            Value::Seq(_) | Value::Map(_) => return None,
+        })
+    }
+
+    /// The string, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Node {
+    /// The entries, if this is a mapping.
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Looks a string key up in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.get_entry(key).map(|(_, v)| v)
+    }
+
+    /// Looks a string key up in a mapping, returning key and value nodes.
+    pub fn get_entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.value.as_str() == Some(key))
+            .map(|(k, v)| (k, v))
+    }
+
+    /// Whether the value is null.
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+}
+
+/// A YAML error with where it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub span: Span,
+}
+
+/// How many nodes aliases may copy in total before the document is refused (a
+/// guard against "billion laughs" documents).
+const ALIAS_BUDGET: usize = 1_000_000;
+
+/// Maps the parser's character-based markers to byte offsets.
+struct Positions<'a> {
+    source: &'a str,
+    ascii: bool,
+    /// Byte offset of every character, built only for non-ASCII input.
+    char_bytes: Vec<usize>,
+}
+
+impl<'a> Positions<'a> {
+    fn new(source: &'a str) -> Positions<'a> {
+        let ascii = source.is_ascii();
+        let char_bytes = if ascii {
+            Vec::new()
+        } else {
+            source.char_indices().map(|(b, _)| b).collect()
+        };
+        Positions {
+            source,
+            ascii,
+            char_bytes,
+        }
+    }
+
+    fn pos(&self, m: &saphyr_parser::Marker) -> Pos {
+        let offset = if self.ascii {
+            m.index().min(self.source.len())
+        } else {
+            self.char_bytes
+                .get(m.index())
+                .copied()
+                .unwrap_or(self.source.len())
+        };
+        Pos {
+            offset,
+            line: m.line().max(1),
+            column: m.col() + 1,
+        }
+    }
+
+    fn span(&self, s: &saphyr_parser::Span) -> Span {
+        Span {
+            start: self.pos(&s.start),
+            end: self.pos(&s.end),
+        }
+    }
+}
+
+/// Parses one YAML document. An empty stream is `Ok(None)`.
+pub fn parse(source: &str) -> Result<Option<Node>, Vec<YamlError>> {
+    let positions = Positions::new(source);
+    let mut builder = Builder {
+        positions: &positions,
+        anchors: Vec::new(),
+        budget: ALIAS_BUDGET,
+        errors: Vec::new(),
+    };
+    // A byte-order mark is accepted, as the reference accepts it.
+    let text = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let mut parser = Parser::new_from_str(text);
+    let mut events = Vec::new();
+    loop {
+        match parser.next() {
+            None => break,
+            Some(Ok(ev)) => events.push(ev),
+            Some(Err(e)) => {
+                return Err(vec![scan_error(&positions, &e, source.len() - text.len())]);
+            }
+        }
+    }
+    let mut iter = events.into_iter().peekable();
+    let mut document: Option<Node> = None;
+    let mut documents = 0usize;
+    while let Some((event, span)) = iter.next() {
+        match event {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(vec![YamlError {
+                        message: "expected a single document in the stream, but found another document".into(),
+                        span: positions.span(&span),
+                    }]);
+                }
+            }
+            other => {
+                let node = builder.node(other, span, &mut iter)?;
+                document = Some(node);
+            }
+        }
+    }
+    if !builder.errors.is_empty() {
+        return Err(builder.errors);
+    }
+    Ok(document)
+}
+
+fn scan_error(positions: &Positions<'_>, e: &ScanError, shift: usize) -> YamlError {
+    let mut pos = positions.pos(e.marker());
+    pos.offset = (pos.offset + shift).min(positions.source.len());
+    YamlError {
+        message: format!("invalid YAML: {}", e.info()),
+        span: Span { start: pos, end: pos },
+    }
+}
+
+type EventIter<'i> = std::iter::Peekable<std::vec::IntoIter<(Event<'i>, saphyr_parser::Span)>>;
+
+struct Builder<'p, 'a> {
+    positions: &'p Positions<'a>,
+    anchors: Vec<Option<Node>>,
+    budget: usize,
+    errors: Vec<YamlError>,
+}
+
+impl Builder<'_, '_> {
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor == 0 {
+            return;
+        }
+        if self.anchors.len() <= anchor {
+            self.anchors.resize(anchor + 1, None);
+        }
+        self.anchors[anchor] = Some(node.clone());
+    }
+
+    fn node<'i>(
+        &mut self,
+        event: Event<'i>,
+        span: saphyr_parser::Span,
+        iter: &mut EventIter<'i>,
+    ) -> Result<Node, Vec<YamlError>> {
+        let start_span = self.positions.span(&span);
+        match event {
+            Event::Alias(id) => {
+                let Some(Some(target)) = self.anchors.get(id) else {
+                    return Err(vec![YamlError {
+                        message: "found undefined alias".into(),
+                        span: start_span,
+                    }]);
+                };
+                let size = count_nodes(target);
+                if size > self.budget {
+                    return Err(vec![YamlError {
+                        message: "too many alias expansions: the document is too large once its aliases are expanded".into(),
+                        span: start_span,
+                    }]);
+                }
+                self.budget -= size;
+                let mut copy = target.clone();
+                copy.span = start_span;
+                Ok(copy)
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                let value = resolve_scalar(&text, style, tag.as_deref());
+                let node = Node {
+                    value,
+                    span: start_span,
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                let mut items = Vec::new();
+                let end;
+                loop {
+                    let Some((ev, sp)) = iter.next() else {
+                        return Err(vec![YamlError {
+                            message: "unexpected end of the document inside a sequence".into(),
+                            span: start_span,
+                        }]);
+                    };
+                    if let Event::SequenceEnd = ev {
+                        end = self.positions.span(&sp).end;
+                        break;
+                    }
+                    items.push(self.node(ev, sp, iter)?);
+                }
+                let value = match tag {
+                    Some(t) if !is_core_tag(&t.handle, &t.suffix, "seq") => {
+                        Value::Tagged(format!("{}{}", t.handle, t.suffix))
+                    }
+                    _ => Value::Seq(items),
+                };
+                let node = Node {
+                    value,
+                    span: Span {
+                        start: start_span.start,
+                        end: end.max_by_offset(start_span.end),
+                    },
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::MappingStart(anchor, tag) => {
+                let mut own: Vec<(Node, Node)> = Vec::new();
+                let mut merged: Vec<(Node, Node)> = Vec::new();
+                let end;
+                loop {
+                    let Some((ev, sp)) = iter.next() else {
+                        return Err(vec![YamlError {
+                            message: "unexpected end of the document inside a mapping".into(),
+                            span: start_span,
+                        }]);
+                    };
+                    if let Event::MappingEnd = ev {
+                        end = self.positions.span(&sp).end;
+                        break;
+                    }
+                    let is_merge = matches!(
+                        &ev,
+                        Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<"
+                    );
+                    let key = self.node(ev, sp, iter)?;
+                    let Some((vev, vsp)) = iter.next() else {
+                        return Err(vec![YamlError {
+                            message: "unexpected end of the document inside a mapping".into(),
+                            span: key.span,
+                        }]);
+                    };
+                    let value = self.node(vev, vsp, iter)?;
+                    if is_merge {
+                        self.merge_into(&mut merged, &value)?;
+                        continue;
+                    }
+                    if let Some((first, _)) = own.iter().find(|(k, _)| same_key(&k.value, &key.value))
+                    {
+                        self.errors.push(YamlError {
+                            message: format!(
+                                "found duplicate key {} (first defined at line {}, column {})",
+                                describe_key(&key.value),
+                                first.span.start.line,
+                                first.span.start.column
+                            ),
+                            span: key.span,
+                        });
+                        continue;
+                    }
+                    own.push((key, value));
+                }
+                for (k, v) in merged {
+                    if !own.iter().any(|(ok, _)| same_key(&ok.value, &k.value)) {
+                        own.push((k, v));
+                    }
+                }
+                let value = match tag {
+                    Some(t) if !is_core_tag(&t.handle, &t.suffix, "map") => {
+                        Value::Tagged(format!("{}{}", t.handle, t.suffix))
+                    }
+                    _ => Value::Map(own),
+                };
+                let node = Node {
+                    value,
+                    span: Span {
+                        start: start_span.start,
+                        end: end.max_by_offset(start_span.end),
+                    },
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::SequenceEnd | Event::MappingEnd => Err(vec![YamlError {
+                message: "unexpected end of a collection".into(),
+                span: start_span,
+            }]),
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::Nothing => Err(vec![YamlError {
+                message: "expected a value".into(),
+                span: start_span,
+            }]),
+        }
+    }
+
+    /// Applies a merge key's value (`<<: *a` or `<<: [*a, *b]`): keys not already
+    /// merged are added, earlier sources winning.
+    fn merge_into(&mut self, merged: &mut Vec<(Node, Node)>, value: &Node) -> Result<(), Vec<YamlError>> {
+        let sources: Vec<&Node> = match &value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) => items.iter().collect(),
+            _ => {
+                return Err(vec![YamlError {
+                    message: "a merge key (`<<`) needs a mapping or a list of mappings".into(),
+                    span: value.span,
+                }]);
+            }
+        };
+        for source in sources {
+            let Value::Map(entries) = &source.value else {
+                return Err(vec![YamlError {
+                    message: "a merge key (`<<`) needs a mapping or a list of mappings".into(),
+                    span: source.span,
+                }]);
+            };
+            for (k, v) in entries {
+                if !merged.iter().any(|(mk, _)| same_key(&mk.value, &k.value)) {
+                    merged.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+trait MaxByOffset {
+    fn max_by_offset(self, other: Self) -> Self;
+}
+
+impl MaxByOffset for Pos {
+    fn max_by_offset(self, other: Pos) -> Pos {
+        if self.offset >= other.offset { self } else { other }
+    }
+}
+
+fn count_nodes(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
+fn is_core_tag(handle: &str, suffix: &str, kind: &str) -> bool {
+    (handle == "!!" || handle == "tag:yaml.org,2002:") && suffix == kind
+}
+
+fn describe_key(v: &Value) -> String {
+    match v.python_str() {
+        Some(s) => format!("\"{s}\""),
+        None => format!("(a {})", v.type_name()),
+    }
+}
+
+/// Key equality as a Python dict sees it: numbers compare by value (`1`, `1.0` and
+/// `true` are the same key), strings by content.
+fn same_key(a: &Value, b: &Value) -> bool {
+    fn num(v: &Value) -> Option<f64> {
+        match v {
+            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x == y,
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// Resolves a scalar to a value, as ruamel's YAML 1.2 resolver and constructor do.
+fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
+    if let Some(tag) = tag {
+        let suffix = tag
+            .strip_prefix("!!")
+            .or_else(|| tag.strip_prefix("tag:yaml.org,2002:"));
+        return match suffix {
+            Some("str") => Value::Str(text.to_string()),
+            Some("null") => Value::Null,
+            Some("bool") => match text {
+                "true" | "True" | "TRUE" => Value::Bool(true),
+                "false" | "False" | "FALSE" => Value::Bool(false),
+                _ => Value::Tagged(tag.to_string()),
+            },
+            Some("int") => parse_int(text).unwrap_or_else(|| Value::Tagged(tag.to_string())),
+            Some("float") => parse_float(text)
+                .or_else(|| parse_int(text).map(int_to_float))
+                .unwrap_or_else(|| Value::Tagged(tag.to_string())),
+            Some("timestamp") => Value::Timestamp(text.to_string()),
+            // A non-specific tag (`!`) on a quoted scalar means string.
+            None if tag == "!" => Value::Str(text.to_string()),
+            _ => Value::Tagged(tag.to_string()),
+        };
+    }
+    if style != ScalarStyle::Plain {
+        return Value::Str(text.to_string());
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let first = text.as_bytes()[0];
+    if b"-+0123456789".contains(&first) {
+        if let Some(v) = parse_int(text) {
+            return v;
+        }
+    }
+    if b"-+0123456789.".contains(&first) {
+        if let Some(v) = parse_float(text) {
+            return v;
+        }
+    }
+    if first.is_ascii_digit() && is_timestamp(text) {
+        return Value::Timestamp(text.to_string());
+    }
+    Value::Str(text.to_string())
+}
+
+fn int_to_float(v: Value) -> Value {
+    match v {
+        Value::Int(i) => Value::Float(i as f64),
+        Value::BigInt(s) => Value::Float(s.parse().unwrap_or(f64::INFINITY)),
+        other => other,
+    }
+}
+
+/// The YAML 1.2 int forms: `0b…`, `0o…` or `0…` (decimal in 1.2), decimal, `0x…`;
+/// underscores allowed.
+fn parse_int(text: &str) -> Option<Value> {
+    let (negative, body) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if body.is_empty() {
+        return None;
+    }
+    let (radix, digits) = if let Some(rest) = body.strip_prefix("0b") {
+        (2, rest)
+    } else if let Some(rest) = body.strip_prefix("0x") {
+        (16, rest)
+    } else if let Some(rest) = body.strip_prefix("0o") {
+        (8, rest)
+    } else {
+        (10, body)
+    };
+    let valid = |c: char| c == '_' || c.is_digit(radix);
+    if digits.is_empty() || !digits.chars().all(valid) {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    if clean.is_empty() {
+        return None;
+    }
+    match i128::from_str_radix(&clean, radix) {
+        Ok(v) => Some(Value::Int(if negative { -v } else { v })),
+        Err(_) if radix == 10 => {
+            let trimmed = clean.trim_start_matches('0');
+            Some(Value::BigInt(format!("{}{}", if negative { "-" } else { "" }, trimmed)))
+        }
+        Err(_) => Some(Value::BigInt(format!("{}{}", if negative { "-" } else { "" }, clean))),
+    }
+}
+
+/// The YAML 1.2 float forms of ruamel's resolver: a dot or an exponent is required.
+fn parse_float(text: &str) -> Option<Value> {
+    let b = text.as_bytes();
+    let (sign, rest) = match b.first()? {
+        b'-' => (-1.0, &text[1..]),
+        b'+' => (1.0, &text[1..]),
+        _ => (1.0, text),
+    };
+    match rest {
+        ".inf" | ".Inf" | ".INF" => return Some(Value::Float(sign * f64::INFINITY)),
+        ".nan" | ".NaN" | ".NAN" if rest.len() == text.len() => return Some(Value::Float(f64::NAN)),
+        _ => {}
+    }
+    let rb = rest.as_bytes();
+    if rb.is_empty() {
+        return None;
+    }
+    let ok = if rb[0].is_ascii_digit() {
+        // [0-9][0-9_]* ( \.[0-9_]* )? ([eE][-+]?[0-9]+)?  with a dot or an exponent
+        let mut i = 1;
+        while i < rb.len() && (rb[i].is_ascii_digit() || rb[i] == b'_') {
+            i += 1;
+        }
+        let mut dot = false;
+        if i < rb.len() && rb[i] == b'.' {
+            dot = true;
+            i += 1;
+            while i < rb.len() && (rb[i].is_ascii_digit() || rb[i] == b'_') {
+                i += 1;
+            }
+        }
+        let mut exp = false;
+        if i < rb.len() && (rb[i] == b'e' || rb[i] == b'E') {
+            let mut j = i + 1;
+            if j < rb.len() && (rb[j] == b'+' || rb[j] == b'-') {
+                j += 1;
+            }
+            let digits_start = j;
+            while j < rb.len() && rb[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j > digits_start {
+                exp = true;
+                i = j;
+            } else {
+                return None;
+            }
+        }
+        i == rb.len() && (dot || exp)
+    } else if rb[0] == b'.' && sign > 0.0 && rest.len() == text.len() {
+        // \.[0-9_]+ ([eE][-+][0-9]+)?
+        let mut i = 1;
+        while i < rb.len() && (rb[i].is_ascii_digit() || rb[i] == b'_') {
+            i += 1;
+        }
+        if i == 1 {
+            return None;
+        }
+        if i < rb.len() && (rb[i] == b'e' || rb[i] == b'E') {
+            let mut j = i + 1;
+            if j < rb.len() && (rb[j] == b'+' || rb[j] == b'-') {
+                j += 1;
+            } else {
+                return None;
+            }
+            let ds = j;
+            while j < rb.len() && rb[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j == ds {
+                return None;
+            }
+            i = j;
+        }
+        i == rb.len()
+    } else {
+        false
+    };
+    if !ok {
+        return None;
+    }
+    let clean: String = rest.chars().filter(|c| *c != '_').collect();
+    let clean = if clean.ends_with('.') {
+        format!("{clean}0")
+    } else {
+        clean
+    };
+    let clean = clean.replace(".e", ".0e").replace(".E", ".0E");
+    clean.parse::<f64>().ok().map(|f| Value::Float(sign * f))
+}
+
+/// The YAML timestamp form: `YYYY-MM-DD`, or a date and time.
+fn is_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if b.len() == 10 && digits(&b[0..4]) && b[4] == b'-' && digits(&b[5..7]) && b[7] == b'-' && digits(&b[8..10]) {
+        return true;
+    }
+    // Date with one- or two-digit month/day followed by a time.
+    let Some(sep) = text.find(['T', 't', ' ', '\t']) else {
+        return false;
+    };
+    let (date, time) = text.split_at(sep);
+    let parts: Vec<&str> = date.split('-').collect();
+    if parts.len() != 3
+        || parts[0].len() != 4
+        || !parts.iter().all(|p| digits(p.as_bytes()))
+        || parts[1].len() > 2
+        || parts[2].len() > 2
+    {
+        return false;
+    }
+    let time = time.trim_start_matches(['T', 't', ' ', '\t']);
+    let hms: Vec<&str> = time.splitn(3, ':').collect();
+    if hms.len() != 3 || hms[0].is_empty() || hms[0].len() > 2 || !digits(hms[0].as_bytes()) {
+        return false;
+    }
+    if hms[1].len() != 2 || !digits(hms[1].as_bytes()) {
+        return false;
+    }
+    let rest = hms[2];
+    if rest.len() < 2 || !digits(&rest.as_bytes()[..2]) {
+        return false;
+    }
+    let mut tail = &rest[2..];
+    if let Some(frac) = tail.strip_prefix('.') {
+        tail = frac.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let tail = tail.trim_start_matches([' ', '\t']);
+    if tail.is_empty() || tail == "Z" {
+        return true;
+    }
+    let Some(tz) = tail.strip_prefix(['+', '-']) else {
+        return false;
+    };
+    let (h, m) = tz.split_once(':').unwrap_or((tz, "00"));
+    !h.is_empty() && h.len() <= 2 && digits(h.as_bytes()) && m.len() == 2 && digits(m.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(s: &str) -> Value {
+        let node = parse(&format!("k: {s}\n")).unwrap().unwrap();
+        node.get("k").unwrap().value.clone()
+    }
+
+    #[test]
+    fn resolves_the_yaml_1_2_core_schema() {
+        assert_eq!(scalar("yes"), Value::Str("yes".into()));
+        assert_eq!(scalar("no"), Value::Str("no".into()));
+        assert_eq!(scalar("on"), Value::Str("on".into()));
+        assert_eq!(scalar("true"), Value::Bool(true));
+        assert_eq!(scalar("FALSE"), Value::Bool(false));
+        assert_eq!(scalar("~"), Value::Null);
+        assert_eq!(scalar(""), Value::Null);
+        assert_eq!(scalar("017"), Value::Int(17));
+        assert_eq!(scalar("0o17"), Value::Int(15));
+        assert_eq!(scalar("0x1F"), Value::Int(31));
+        assert_eq!(scalar("1_000"), Value::Int(1000));
+        assert_eq!(scalar("3.0"), Value::Float(3.0));
+        assert_eq!(scalar("1e3"), Value::Float(1000.0));
+        assert_eq!(scalar("1."), Value::Float(1.0));
+        assert_eq!(scalar(".5"), Value::Float(0.5));
+        assert_eq!(scalar("-.inf"), Value::Float(f64::NEG_INFINITY));
+        assert!(matches!(scalar(".nan"), Value::Float(f) if f.is_nan()));
+        assert_eq!(scalar("'3.0'"), Value::Str("3.0".into()));
+        assert_eq!(scalar("2020-01-01"), Value::Timestamp("2020-01-01".into()));
+        assert_eq!(scalar("2020-1-1"), Value::Str("2020-1-1".into()));
+        assert_eq!(scalar("!!str 12"), Value::Str("12".into()));
+        assert_eq!(scalar("!foo 4"), Value::Tagged("!foo".into()));
+        assert_eq!(scalar("a b"), Value::Str("a b".into()));
+        assert_eq!(
+            scalar("123456789012345678901234567890123456789012345"),
+            Value::BigInt("123456789012345678901234567890123456789012345".into())
+        );
+    }
+
+    #[test]
+    fn spans_are_one_based() {
+        let node = parse("a:\n  b: c\n").unwrap().unwrap();
+        let (k, v) = node.get("a").unwrap().get_entry("b").unwrap();
+        assert_eq!((k.span.start.line, k.span.start.column), (2, 3));
+        assert_eq!((v.span.start.line, v.span.start.column), (2, 6));
+        assert_eq!(v.span.start.offset, 8);
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let errs = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(
+            errs[0].message,
+            "found duplicate key \"a\" (first defined at line 1, column 1)"
+        );
+        assert_eq!(errs[0].span.start.line, 3);
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let node = parse("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n").unwrap().unwrap();
+        let used = node.get("use").unwrap();
+        let keys: Vec<_> = used.as_map().unwrap().iter().map(|(k, _)| k.value.clone()).collect();
+        assert_eq!(keys, vec![Value::Str("y".into()), Value::Str("x".into())]);
+        assert_eq!(used.get("y").unwrap().value, Value::Int(3));
+    }
+
+    #[test]
+    fn one_document_only() {
+        let errs = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(errs[0].message.contains("single document"));
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("# only a comment\n").unwrap(), None);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = format!("*a{}", i - 1);
+            doc.push_str(&format!("a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n", p = prev));
+        }
+        let errs = parse(&doc).unwrap_err();
+        assert!(errs[0].message.contains("alias"));
+    }
+}
