@@ -1,0 +1,71 @@
+//! `warden check [PATH]`: validate a project.yaml and report every problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+/// Output formats of `warden check`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CheckFormat {
+    /// Compiler-style messages with the source line and a caret.
+    Human,
+    /// One JSON object: `{"valid", "errors": [{"message", "line", "column"}], "warnings"}`.
+    Json,
+}
+
+/// Arguments of `warden check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The project file, or a directory holding `project.yaml` [default: ./project.yaml].
+    pub path: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: CheckFormat,
+}
+
+/// Runs `warden check`: exit 0 valid, 1 invalid, 2 cannot read.
+pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let path = super::project_path(args.path.as_deref());
+    let file = match super::read_project(&path)? {
+        Ok(file) => file,
+        Err((_, message)) => {
+            if args.format == CheckFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "errors": [{"message": "the file is not valid UTF-8 text", "line": 1, "column": 1, "kind": "yaml"}], "warnings": []})
+                );
+            } else {
+                eprint!("{message}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let report = warden_pipeline::check(&file.text);
+    let name = file.path.display().to_string();
+    match args.format {
+        CheckFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&warden_pipeline::render::json(&report))?);
+        }
+        CheckFormat::Human => {
+            eprint!("{}", warden_pipeline::render::human(&report, &file.text, &name));
+            match &report.pipeline {
+                Some(p) => println!(
+                    "{name} is valid: {} action{}",
+                    p.actions.len(),
+                    if p.actions.len() == 1 { "" } else { "s" }
+                ),
+                None => eprintln!(
+                    "{name} is invalid: {} error{}",
+                    report.errors.len(),
+                    if report.errors.len() == 1 { "" } else { "s" }
+                ),
+            }
+        }
+    }
+    Ok(if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
