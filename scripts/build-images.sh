@@ -47,10 +47,19 @@ die() {
     exit 1
 }
 
-# Print a command, then run it.
+# Print a command (without the as_root wrapper), then run it.
 run() {
-    printf '    $ %s\n' "$*"
+    if [[ $1 == as_root ]]; then
+        printf '    # %s\n' "${*:2}"
+    else
+        printf '    $ %s\n' "$*"
+    fi
     "$@"
+}
+
+# Like run, but discard the command's standard output.
+run_quiet() {
+    run "$@" >/dev/null
 }
 
 usage() {
@@ -79,14 +88,15 @@ refs_for() {
     esac
 }
 
-# Map "python", "python:v1" or "ghcr.io/opensafely-core/python:v1" to "python".
+# Set IMAGE_NAME from "python", "python:v1" or "ghcr.io/opensafely-core/python:v1".
+IMAGE_NAME=""
 image_name() {
     local name=${1##*/}
     name=${name%%:*}
     local known
     for known in "${ALL_IMAGES[@]}"; do
         if [[ $name == "$known" ]]; then
-            echo "$name"
+            IMAGE_NAME=$name
             return 0
         fi
     done
@@ -115,7 +125,7 @@ ensure_cmd() {
     if ! command -v "$1" >/dev/null 2>&1; then
         log "installing $2 (for $1)"
         apt_update_once
-        run as_root env DEBIAN_FRONTEND=noninteractive \
+        run_quiet as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq --no-install-recommends "$2"
     fi
 }
@@ -123,10 +133,10 @@ ensure_cmd() {
 # make_temp_dir VAR: create a scratch directory (removed on exit) and store its path
 # in VAR. It lives in the cache directory so finished files can be moved into place.
 make_temp_dir() {
-    local dir
-    dir=$(mktemp -d "$CACHE_DIR/tmp.XXXXXX")
-    TEMP_DIRS+=("$dir")
-    printf -v "$1" '%s' "$dir"
+    local _mtd_path
+    _mtd_path=$(mktemp -d "$CACHE_DIR/tmp.XXXXXX")
+    TEMP_DIRS+=("$_mtd_path")
+    printf -v "$1" '%s' "$_mtd_path"
 }
 
 # Unmount anything left mounted below DIR (an interrupted debootstrap leaves /proc,
@@ -312,9 +322,9 @@ slim_rootfs() {
     # Keep each package's copyright file; drop the rest of /usr/share/doc.
     as_root find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
     as_root find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
-    mkdir -p "$root/var/lib/apt/lists/partial"
+    as_root mkdir -p "$root/var/lib/apt/lists/partial"
     # Keep docs out of anything installed later, too.
-    cat >"$root/etc/dpkg/dpkg.cfg.d/01-warden-nodoc" <<'EOF'
+    as_root tee "$root/etc/dpkg/dpkg.cfg.d/01-warden-nodoc" >/dev/null <<'EOF'
 # Installed by warden's scripts/build-images.sh: keep the image small.
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
@@ -323,7 +333,7 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-exclude /usr/share/lintian/*
 EOF
-    : >"$root/etc/machine-id"
+    as_root truncate -s 0 "$root/etc/machine-id"
 }
 
 # Set ROOTFS_TARBALL to the cached rootfs tarball, creating it first when missing.
@@ -342,8 +352,16 @@ rootfs_tarball() {
     mirror=$(apt_mirror "$suite")
     make_temp_dir work
     log "debootstrap: Debian $suite ($arch, minbase + $ROOTFS_PACKAGES) from $mirror"
-    run as_root debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" \
-        --components=main --arch="$arch" "$suite" "$work/rootfs" "$mirror"
+    local cmd=(debootstrap --variant=minbase --include="$ROOTFS_PACKAGES"
+        --components=main --arch="$arch" "$suite" "$work/rootfs" "$mirror")
+    printf '    # %s\n' "${cmd[*]}"
+    # Show debootstrap's stages, warnings and errors; hide its per-package lines.
+    if ! as_root "${cmd[@]}" 2>&1 | awk '
+        /^I: (Retrieving (InRelease|Release|Packages)|Resolving|Installing|Configuring the|Base system)/ ||
+        !/^I: / { print "    " $0; fflush() }'; then
+        tail -n 20 "$work/rootfs/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+        die "debootstrap failed"
+    fi
     unmount_below "$work/rootfs"
     slim_rootfs "$work/rootfs"
     log "caching the rootfs as $ROOTFS_TARBALL"
@@ -377,9 +395,9 @@ python_version_of() {
         -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])'
 }
 
-# import_rootfs TAR REF ENTRYPOINT TITLE DESCRIPTION HASH
+# import_rootfs TAR REF ENTRYPOINT TITLE DESCRIPTION HASH VERSION
 import_rootfs() {
-    local tar=$1 ref=$2 entrypoint=$3 title=$4 description=$5 hash=$6
+    local tar=$1 ref=$2 entrypoint=$3 title=$4 description=$5 hash=$6 version=$7
     log "importing $ref"
     docker import \
         --change "ENV PATH=$IMAGE_PATH_ENV" \
@@ -390,6 +408,7 @@ import_rootfs() {
         --change "ENTRYPOINT [\"$entrypoint\"]" \
         --change "LABEL org.opencontainers.image.title=\"$title\"" \
         --change "LABEL org.opencontainers.image.description=\"$description\"" \
+        --change "LABEL org.opencontainers.image.version=\"$version\"" \
         --change "LABEL dev.warden.source-hash=\"$hash\"" \
         --message "warden build-images.sh: $description" \
         "$tar" "$ref" >/dev/null
@@ -419,7 +438,7 @@ build_python() {
     python_tar
     import_rootfs "$PYTHON_TAR" "${refs[0]}" /usr/local/bin/python-entrypoint python \
         "warden local image: Debian python3 (stand-in for OpenSAFELY python)" \
-        "$(source_hash python)"
+        "$(source_hash python)" "$(basename "$ROOTFS_TARBALL" .tar.gz)"
     tag_all "${refs[@]}"
 }
 
@@ -429,7 +448,8 @@ build_cohortextractor() {
     python_tar
     import_rootfs "$PYTHON_TAR" "${refs[0]}" /usr/local/bin/cohortextractor cohortextractor \
         "warden local image: dummy-data stand-in for OpenSAFELY cohortextractor" \
-        "$(source_hash cohortextractor)"
+        "$(source_hash cohortextractor)" \
+        "$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' "$SRC_DIR/cohortextractor/cohortextractor.py")"
     tag_all "${refs[@]}"
 }
 
@@ -447,9 +467,12 @@ smoke_test() {
             note "python $(python_version_of "$ref")"
             ;;
         cohortextractor)
-            out=$(docker run --rm --network none "$ref" --version)
-            note "cohortextractor $out"
-            out=ok
+            note "cohortextractor $(docker run --rm --network none "$ref" --version)"
+            out=$(docker run --rm --network none --workdir /tmp "$ref" generate_cohort \
+                --study-definition study_definition --expectations-population 3 \
+                --index-date-range '2020-01-01 to 2020-02-01 by month' 2>/dev/null |
+                grep -c '^Successfully created' || true)
+            [[ $out == 2 ]] && out=ok
             ;;
     esac
     [[ $out == ok ]] || die "smoke test of $ref failed (got: $out)"
@@ -478,7 +501,10 @@ main() {
                 usage >&2
                 die "unknown option '$1'"
                 ;;
-            *) args+=("$(image_name "$1")") ;;
+            *)
+                image_name "$1"
+                args+=("$IMAGE_NAME")
+                ;;
         esac
         shift
     done
@@ -540,7 +566,9 @@ main() {
     fi
     for name in "${wanted[@]}"; do
         read -r -a refs <<<"$(refs_for "$name")"
-        docker image ls --format '    {{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' "${refs[0]%:*}"
+        docker image ls --format '{{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' "${refs[0]%:*}" |
+            sed 's/^/    /'
+
     done
 }
 
