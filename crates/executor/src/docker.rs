@@ -1,0 +1,935 @@
+//! The Docker engine, through the Docker Engine API (`bollard`). Never shells
+//! out to the `docker` CLI and never pulls images.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
+    HostConfigLogConfig, Mount, MountType,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+use crate::error::{ExecutorError, Result};
+use crate::glob::Glob;
+use crate::outputs;
+use crate::record::{self, JobMetadata};
+use crate::types::{
+    ExecutorConfig, ExecutorState, Finalize, JobDefinition, JobResults, JobStatus, LogLine,
+    LogStream, TIMESTAMP_FILE,
+};
+use crate::util::{
+    is_safe_relative, now_ns, now_secs, parse_docker_time_ns, safe_join, write_atomic,
+};
+use crate::{Executor, fsops};
+
+/// Time limit for inspecting a container when deriving status.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most lines of container output kept in the job log.
+const LOG_TAIL_LINES: &str = "100000";
+/// Exit code of a process killed by SIGKILL (`128 + 9`).
+const EXIT_KILLED: i64 = 137;
+
+/// An [`Executor`] on the local Docker daemon.
+pub struct DockerExecutor {
+    docker: Docker,
+    config: ExecutorConfig,
+    job_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    manifest_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for DockerExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerExecutor")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ExecutorError {
+    ExecutorError::DockerUnavailable {
+        reason: e.to_string(),
+    }
+}
+
+fn is_status(e: &BollardError, code: u16) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code, .. } if *status_code == code)
+}
+
+fn docker_err(operation: &'static str, object: &str) -> impl FnOnce(BollardError) -> ExecutorError {
+    let object = object.to_string();
+    move |source| match source {
+        BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::RequestTimeoutError => ExecutorError::DockerUnavailable {
+            reason: format!("{operation} of {object}: {source}"),
+        },
+        source => ExecutorError::Docker {
+            operation,
+            object,
+            source,
+        },
+    }
+}
+
+impl DockerExecutor {
+    /// Connect to the local Docker daemon (`DOCKER_HOST` or the default
+    /// socket), agree on an API version, and check it answers.
+    pub async fn connect(config: ExecutorConfig) -> Result<Self> {
+        let docker = Docker::connect_with_local_defaults().map_err(unavailable)?;
+        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        Self::with_client(docker, config)
+    }
+
+    /// Use an existing client (its API version already agreed).
+    pub fn with_client(docker: Docker, config: ExecutorConfig) -> Result<Self> {
+        let config = config
+            .absolutized()
+            .map_err(ExecutorError::io("resolving", &config.volumes_dir))?;
+        Ok(DockerExecutor {
+            docker,
+            config,
+            job_locks: Mutex::new(HashMap::new()),
+            manifest_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The configuration (paths made absolute).
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    /// The Docker client.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Check the daemon answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.docker.ping().await.map(|_| ()).map_err(unavailable)
+    }
+
+    /// Is `image` present locally?
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, 404) => Ok(false),
+            Err(e) => Err(docker_err("inspect image", image)(e)),
+        }
+    }
+
+    /// Serialise operations on one job within this process.
+    async fn lock(&self, job: &JobDefinition) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.job_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(job.id.clone()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
+    fn validate(&self, job: &JobDefinition) -> Result<()> {
+        let bad = |reason: String| {
+            Err(ExecutorError::InvalidJob {
+                job_id: job.id.clone(),
+                reason,
+            })
+        };
+        let id_ok = !job.id.is_empty()
+            && job.id.len() <= 128
+            && !job.id.starts_with(['.', '-'])
+            && job
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !id_ok {
+            return bad(format!(
+                "job id {:?} must be 1-128 characters of A-Z a-z 0-9 _ . - (not starting with . or -)",
+                job.id
+            ));
+        }
+        if job.action.is_empty()
+            || job.action.contains(['/', '\\', '\0'])
+            || job.action == "."
+            || job.action == ".."
+        {
+            return bad(format!(
+                "action name {:?} cannot be used as a file name",
+                job.action
+            ));
+        }
+        if self.config.per_workspace_dirs
+            && (job.workspace.is_empty()
+                || job.workspace.contains(['/', '\\', '\0'])
+                || job.workspace == "."
+                || job.workspace == "..")
+        {
+            return bad(format!(
+                "workspace name {:?} cannot be used as a directory name",
+                job.workspace
+            ));
+        }
+        if job.image.trim().is_empty() {
+            return bad("no image given".to_string());
+        }
+        if !(job.cpu_count.is_finite() && job.cpu_count > 0.0) {
+            return bad(format!(
+                "cpu count {} must be a positive number",
+                job.cpu_count
+            ));
+        }
+        if job.memory_limit == 0 || job.memory_limit > i64::MAX as u64 {
+            return bad(format!(
+                "memory limit {} bytes is not usable",
+                job.memory_limit
+            ));
+        }
+        if let Some(input) = job.inputs.iter().find(|i| !is_safe_relative(i)) {
+            return bad(format!(
+                "input file {input:?} must be a relative path inside the workspace"
+            ));
+        }
+        if let Some(p) = job.output_spec.keys().find(|p| !is_safe_relative(p)) {
+            return bad(format!(
+                "output pattern {p:?} must be a relative path inside the job"
+            ));
+        }
+        if let Some(user) = &job.user {
+            if user.is_empty() || user.contains(char::is_whitespace) {
+                return bad(format!("user {user:?} must look like uid:gid"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `uid:gid` the container runs as.
+    fn user_of(job: &JobDefinition) -> String {
+        job.user.clone().unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw()
+            )
+        })
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>> {
+        let call = self.docker.inspect_container(name, None);
+        match tokio::time::timeout(INSPECT_TIMEOUT, call).await {
+            Err(_) => Err(ExecutorError::DockerTimeout {
+                operation: "inspect container",
+                object: name.to_string(),
+                seconds: INSPECT_TIMEOUT.as_secs(),
+            }),
+            Ok(Ok(c)) => Ok(Some(c)),
+            Ok(Err(e)) if is_status(&e, 404) => Ok(None),
+            Ok(Err(e)) => Err(docker_err("inspect container", name)(e)),
+        }
+    }
+
+    fn read_timestamp(&self, job: &JobDefinition) -> Option<u64> {
+        let text = std::fs::read_to_string(self.config.job_dir(job).join(TIMESTAMP_FILE)).ok()?;
+        text.trim().parse().ok()
+    }
+
+    async fn status_inner(&self, job: &JobDefinition) -> Result<JobStatus> {
+        if let Some(meta) = record::read_metadata(&self.config, job)? {
+            let state = if meta.results.error.is_some() {
+                ExecutorState::Error
+            } else {
+                ExecutorState::Finalized
+            };
+            return Ok(JobStatus {
+                state,
+                timestamp_ns: Some(meta.results.timestamp_ns),
+            });
+        }
+        if let Some(container) = self.inspect(&job.container_name()).await? {
+            let state = container.state.unwrap_or_default();
+            let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
+            return Ok(match status {
+                ContainerStateStatusEnum::CREATED => JobStatus {
+                    state: ExecutorState::Prepared,
+                    timestamp_ns: self.read_timestamp(job),
+                },
+                ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD => JobStatus {
+                    state: ExecutorState::Executed,
+                    timestamp_ns: state.finished_at.as_deref().and_then(parse_docker_time_ns),
+                },
+                _ if state.running == Some(false) && state.finished_at.is_some() => JobStatus {
+                    state: ExecutorState::Executed,
+                    timestamp_ns: state.finished_at.as_deref().and_then(parse_docker_time_ns),
+                },
+                _ => JobStatus {
+                    state: ExecutorState::Executing,
+                    timestamp_ns: state.started_at.as_deref().and_then(parse_docker_time_ns),
+                },
+            });
+        }
+        Ok(match self.read_timestamp(job) {
+            Some(ts) => JobStatus {
+                state: ExecutorState::Prepared,
+                timestamp_ns: Some(ts),
+            },
+            None => JobStatus {
+                state: ExecutorState::Unknown,
+                timestamp_ns: None,
+            },
+        })
+    }
+
+    fn stored_results(&self, job: &JobDefinition) -> Result<JobResults> {
+        match record::read_metadata(&self.config, job)? {
+            Some(meta) => Ok(meta.results),
+            None => Err(ExecutorError::InvalidState {
+                operation: "read the results of",
+                job_id: job.id.clone(),
+                state: ExecutorState::Unknown,
+            }),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        job: &JobDefinition,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ExecutorError::Task {
+                job_id: job.id.clone(),
+                reason: e.to_string(),
+            })?
+    }
+
+    fn prepare_blocking(config: &ExecutorConfig, job: &JobDefinition, user: &str) -> Result<()> {
+        let code_dir = std::path::absolute(&job.code_dir)
+            .map_err(ExecutorError::io("resolving code directory", &job.code_dir))?;
+        if !code_dir.is_dir() {
+            return Err(ExecutorError::CodeDirMissing {
+                path: job.code_dir.clone(),
+                job_id: job.id.clone(),
+            });
+        }
+        let job_dir = config.job_dir(job);
+        // A half-prepared directory (no marker) is started afresh.
+        let problems = fsops::remove_tree(&job_dir);
+        if !problems.is_empty() {
+            return Err(ExecutorError::Io {
+                operation: "removing half-prepared job directory",
+                path: job_dir,
+                source: std::io::Error::other(problems.join("; ")),
+            });
+        }
+        std::fs::create_dir_all(&config.volumes_dir).map_err(ExecutorError::io(
+            "creating volumes directory",
+            &config.volumes_dir,
+        ))?;
+        std::fs::create_dir(&job_dir)
+            .map_err(ExecutorError::io("creating job directory", &job_dir))?;
+
+        tracing::info!(job = %job.id, action = %job.action, from = %code_dir.display(), "copying in code");
+        let exclude: Vec<Glob> = job.code_exclude.iter().map(|p| Glob::new(p)).collect();
+        let skip_dirs = [config.volumes_dir.clone(), config.log_dir.clone()];
+        let copied = fsops::copy_code_tree(&code_dir, &job_dir, &exclude, &skip_dirs)?;
+        tracing::debug!(job = %job.id, files = copied.files, symlinks = copied.symlinks, "code copied");
+
+        let high = config.high_privacy_workspace(&job.workspace);
+        let mut copier = fsops::AtomicCopier::default();
+        for input in &job.inputs {
+            tracing::info!(job = %job.id, file = %input, "copying input file");
+            let invalid = || ExecutorError::InvalidJob {
+                job_id: job.id.clone(),
+                reason: format!(
+                    "input file {input:?} must be a relative path inside the workspace"
+                ),
+            };
+            let src = safe_join(&high, input).ok_or_else(invalid)?;
+            let dest = safe_join(&job_dir, input).ok_or_else(invalid)?;
+            let meta = match std::fs::symlink_metadata(&src) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(ExecutorError::MissingInput {
+                        file: input.clone(),
+                        workspace: job.workspace.clone(),
+                        job_id: job.id.clone(),
+                    });
+                }
+                Err(e) => return Err(ExecutorError::io("inspecting input file", &src)(e)),
+            };
+            if !meta.file_type().is_file() {
+                let kind = if meta.file_type().is_symlink() {
+                    "a symbolic link"
+                } else if meta.is_dir() {
+                    "a directory"
+                } else {
+                    "a special file"
+                };
+                return Err(ExecutorError::InputNotRegularFile {
+                    file: input.clone(),
+                    workspace: job.workspace.clone(),
+                    job_id: job.id.clone(),
+                    kind,
+                });
+            }
+            copier
+                .copy(&src, &dest)
+                .map_err(ExecutorError::io("copying input file", &src))?;
+        }
+
+        let marker = job_dir.join(TIMESTAMP_FILE);
+        write_atomic(&marker, now_ns().to_string().as_bytes())?;
+
+        // Make the directory the container's user's, when we are root and it is someone else.
+        if let Some((uid, gid)) = parse_numeric_user(user) {
+            let me = rustix::process::geteuid().as_raw();
+            if me == 0 && uid != 0 {
+                fsops::chown_tree(&job_dir, uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_and_start(&self, job: &JobDefinition) -> Result<()> {
+        let name = job.container_name();
+        if !self.image_exists(&job.image).await? {
+            return Err(ExecutorError::ImageNotFound {
+                image: job.image.clone(),
+            });
+        }
+        let existing = self.inspect(&name).await?;
+        if existing.is_none() {
+            let mut env: BTreeMap<String, String> = BTreeMap::new();
+            env.insert("HOME".to_string(), "/tmp".to_string());
+            env.extend(job.env.clone());
+            let mut labels: HashMap<String, String> = job.labels.clone().into_iter().collect();
+            labels.insert("warden".to_string(), String::new());
+            labels.insert("warden.job_id".to_string(), job.id.clone());
+            labels.insert("workspace".to_string(), job.workspace.clone());
+            labels.insert("action".to_string(), job.action.clone());
+            let memory = job.memory_limit as i64;
+            let host_config = HostConfig {
+                init: Some(true),
+                network_mode: Some("none".to_string()),
+                nano_cpus: Some((job.cpu_count * 1e9).round() as i64),
+                memory: Some(memory),
+                // no swap beyond the memory limit
+                memory_swap: Some(memory),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                mounts: Some(vec![Mount {
+                    typ: Some(MountType::BIND),
+                    source: Some(self.config.job_dir(job).to_string_lossy().into_owned()),
+                    target: Some("/workspace".to_string()),
+                    read_only: Some(false),
+                    ..Default::default()
+                }]),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("local".to_string()),
+                    config: Some(HashMap::from([
+                        ("max-file".to_string(), "200".to_string()),
+                        ("max-size".to_string(), "20m".to_string()),
+                        ("compress".to_string(), "true".to_string()),
+                    ])),
+                }),
+                ..Default::default()
+            };
+            let body = ContainerCreateBody {
+                image: Some(job.image.clone()),
+                cmd: if job.args.is_empty() {
+                    None
+                } else {
+                    Some(job.args.clone())
+                },
+                env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                labels: Some(labels),
+                user: Some(Self::user_of(job)),
+                working_dir: Some("/workspace".to_string()),
+                attach_stdin: Some(false),
+                attach_stdout: Some(false),
+                attach_stderr: Some(false),
+                open_stdin: Some(false),
+                tty: Some(false),
+                host_config: Some(host_config),
+                ..Default::default()
+            };
+            let options = CreateContainerOptionsBuilder::default().name(&name).build();
+            match self.docker.create_container(Some(options), body).await {
+                Ok(_) => {}
+                // created meanwhile (by another executor instance): fine
+                Err(e) if is_status(&e, 409) => {}
+                Err(e) if is_status(&e, 404) => {
+                    return Err(ExecutorError::ImageNotFound {
+                        image: job.image.clone(),
+                    });
+                }
+                Err(e) => return Err(docker_err("create container", &name)(e)),
+            }
+        }
+        match self.docker.start_container(&name, None).await {
+            Ok(()) => Ok(()),
+            // already started
+            Err(e) if is_status(&e, 304) => Ok(()),
+            Err(e) => Err(docker_err("start container", &name)(e)),
+        }
+    }
+
+    async fn kill_and_wait(&self, job: &JobDefinition) -> Result<()> {
+        let name = job.container_name();
+        let options = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
+        match self.docker.kill_container(&name, Some(options)).await {
+            Ok(()) => {}
+            // not running (409) or gone (404)
+            Err(e) if is_status(&e, 409) || is_status(&e, 404) => {}
+            Err(e) => return Err(docker_err("kill container", &name)(e)),
+        }
+        self.wait_not_running(&name).await
+    }
+
+    async fn wait_not_running(&self, name: &str) -> Result<()> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut waits = self.docker.wait_container(name, Some(options));
+        match waits.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            // exited non-zero: that is an answer, not a failure
+            Some(Err(BollardError::DockerContainerWaitError { .. })) => Ok(()),
+            Some(Err(e)) if is_status(&e, 404) => Ok(()),
+            Some(Err(e)) => Err(docker_err("wait for container", name)(e)),
+        }
+    }
+
+    async fn container_log(&self, name: &str) -> Result<Vec<u8>> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .tail(LOG_TAIL_LINES)
+            .build();
+        let mut out = Vec::new();
+        let mut logs = self.docker.logs(name, Some(options));
+        while let Some(chunk) = logs.next().await {
+            match chunk {
+                Ok(chunk) => out.extend_from_slice(&chunk.into_bytes()),
+                Err(e) if is_status(&e, 404) => break,
+                Err(e) => return Err(docker_err("read logs of container", name)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finalize_inner(&self, job: &JobDefinition, how: Finalize) -> Result<JobResults> {
+        let status = self.status_inner(job).await?;
+        match status.state {
+            ExecutorState::Finalized | ExecutorState::Error => return self.stored_results(job),
+            ExecutorState::Executed => {}
+            ExecutorState::Executing if how != Finalize::Completed => {
+                self.kill_and_wait(job).await?;
+            }
+            state if how == Finalize::Completed => {
+                return Err(ExecutorError::InvalidState {
+                    operation: "finalize",
+                    job_id: job.id.clone(),
+                    state,
+                });
+            }
+            _ => {}
+        }
+
+        let name = job.container_name();
+        let container = self.inspect(&name).await?;
+        let (cancelled, error) = match &how {
+            Finalize::Completed => (false, None),
+            Finalize::Cancelled => (true, None),
+            Finalize::Error(message) => (false, Some(message.clone())),
+        };
+
+        let mut results = JobResults {
+            cancelled,
+            error: error.clone(),
+            ..JobResults::default()
+        };
+        let mut meta = JobMetadata {
+            job_definition_id: job.id.clone(),
+            job_definition_request_id: job.request_id.clone(),
+            task_id: job.task_id.clone(),
+            workspace: job.workspace.clone(),
+            action: job.action.clone(),
+            image: job.image.clone(),
+            created_at: job.created_at,
+            commit: job.commit.clone(),
+            database_name: job.database_name.clone(),
+            user: job.created_by.clone(),
+            ..JobMetadata::default()
+        };
+        let mut labels: HashMap<String, String> = HashMap::new();
+        let mut memory_limit = job.memory_limit as i64;
+        if let Some(c) = &container {
+            let state = c.state.clone().unwrap_or_default();
+            results.exit_code = state.exit_code;
+            results.oom_killed = state.oom_killed.unwrap_or(false);
+            results.image_id = c.image.clone();
+            if let Some(config) = &c.config {
+                labels = config.labels.clone().unwrap_or_default();
+            }
+            if let Some(m) = c
+                .host_config
+                .as_ref()
+                .and_then(|h| h.memory)
+                .filter(|m| *m > 0)
+            {
+                memory_limit = m;
+            }
+            let mut inspect = serde_json::to_value(c).unwrap_or(serde_json::Value::Null);
+            record::redact_env(&mut inspect);
+            meta.container_metadata = inspect;
+        }
+        let label = |key: &str| {
+            labels
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "unknown".to_string())
+        };
+        meta.action_version = label("org.opencontainers.image.version");
+        meta.action_revision = label("org.opencontainers.image.revision");
+        meta.action_created = label("org.opencontainers.image.created");
+        meta.base_revision = label("org.opensafely.base.vcs-ref");
+        meta.base_created = label("org.opencontainers.base.build-date");
+
+        let completed = how == Finalize::Completed;
+        if completed {
+            let config = self.config.clone();
+            let job2 = job.clone();
+            let job_dir = self.config.job_dir(job);
+            let collected = Self::blocking(job, move || {
+                let collected = outputs::collect(&job_dir, &job2.output_spec)?;
+                let outs = collected.outputs.clone();
+                let persisted = outputs::persist(&config, &job2, &job_dir, &outs)?;
+                Ok((collected, persisted))
+            })
+            .await?;
+            let (collected, persisted) = collected;
+            results.outputs = collected
+                .outputs
+                .iter()
+                .filter(|(p, _)| !persisted.skipped.contains_key(*p))
+                .map(|(p, (l, _))| (p.clone(), *l))
+                .collect();
+            results.unmatched_patterns = collected.unmatched_patterns;
+            results.unmatched_outputs = collected.unmatched_outputs;
+            results.skipped_outputs = collected.skipped;
+            results.skipped_outputs.extend(persisted.skipped);
+            results.level4_excluded_files = persisted.level4_excluded;
+
+            {
+                let _guard = self.manifest_lock.lock().await;
+                let config = self.config.clone();
+                let job2 = job.clone();
+                let entries = persisted.manifest_entries;
+                Self::blocking(job, move || {
+                    outputs::update_manifest(&config, &job2, &entries)
+                })
+                .await?;
+            }
+        }
+
+        // The message, from the container's end (job-runner §5.7, §5.8).
+        let exit_code = results.exit_code;
+        results.status_message = if container.is_none() {
+            Some(
+                if error.is_some() {
+                    "Job errored"
+                } else {
+                    "Job cancelled by system"
+                }
+                .to_string(),
+            )
+        } else if error.is_some() {
+            Some("Job errored".to_string())
+        } else if cancelled {
+            Some("Job cancelled by system".to_string())
+        } else if exit_code == Some(0) && results.unmatched_patterns.is_empty() {
+            Some("Completed successfully".to_string())
+        } else if exit_code == Some(0) {
+            if !results.unmatched_outputs.is_empty() {
+                results.hint = Some(format!(
+                    "\n  Did you mean to match one of these files instead?\n - {}",
+                    results.unmatched_outputs.join("\n   - ")
+                ));
+            }
+            Some(format!(
+                "\n  No outputs found matching patterns:\n - {}",
+                results.unmatched_patterns.join("\n   - ")
+            ))
+        } else if exit_code == Some(EXIT_KILLED) && results.oom_killed {
+            Some(format!(
+                "Job ran out of memory (limit was {:.2}GB)",
+                memory_limit as f64 / (1024.0 * 1024.0 * 1024.0)
+            ))
+        } else if exit_code == Some(EXIT_KILLED) {
+            Some("Job killed by OpenSAFELY admin or memory limits".to_string())
+        } else {
+            None
+        };
+        results.timestamp_ns = now_ns();
+        meta.completed_at = now_secs();
+        meta.results = results.clone();
+
+        let container_log = if container.is_some() {
+            Some(self.container_log(&name).await?)
+        } else {
+            None
+        };
+        let config = self.config.clone();
+        let job2 = job.clone();
+        Self::blocking(job, move || {
+            if let Some(log) = container_log {
+                let written = record::write_logs(&config, &job2, &log, &meta, completed)?;
+                tracing::info!(job = %job2.id, path = %written.display(), "logs written");
+            }
+            if completed {
+                // Outputs and logs reach the disk before the metadata says "finalized".
+                let high = config.high_privacy_workspace(&job2.workspace);
+                if let Ok(dir) = std::fs::File::open(&high) {
+                    let _ = rustix::fs::syncfs(&dir);
+                }
+            }
+            record::write_metadata(&config, &job2, &meta)
+        })
+        .await?;
+        tracing::info!(job = %job.id, action = %job.action, message = ?results.status_message, "job finalized");
+        Ok(results)
+    }
+}
+
+fn parse_numeric_user(user: &str) -> Option<(u32, u32)> {
+    let (u, g) = user.split_once(':')?;
+    Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+#[async_trait::async_trait]
+impl Executor for DockerExecutor {
+    fn engine(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn status(&self, job: &JobDefinition) -> Result<JobStatus> {
+        self.validate(job)?;
+        self.status_inner(job).await
+    }
+
+    async fn prepare(&self, job: &JobDefinition) -> Result<JobStatus> {
+        self.validate(job)?;
+        let _guard = self.lock(job).await;
+        let status = self.status_inner(job).await?;
+        if status.state != ExecutorState::Unknown {
+            return Ok(status);
+        }
+        let config = self.config.clone();
+        let job2 = job.clone();
+        let user = Self::user_of(job);
+        Self::blocking(job, move || Self::prepare_blocking(&config, &job2, &user)).await?;
+        self.status_inner(job).await
+    }
+
+    async fn execute(&self, job: &JobDefinition) -> Result<JobStatus> {
+        self.validate(job)?;
+        let _guard = self.lock(job).await;
+        let status = self.status_inner(job).await?;
+        match status.state {
+            ExecutorState::Prepared => {}
+            ExecutorState::Unknown => {
+                return Err(ExecutorError::InvalidState {
+                    operation: "execute",
+                    job_id: job.id.clone(),
+                    state: status.state,
+                });
+            }
+            _ => return Ok(status),
+        }
+        tracing::info!(job = %job.id, action = %job.action, image = %job.image, "starting container");
+        self.create_and_start(job).await?;
+        self.status_inner(job).await
+    }
+
+    async fn wait(&self, job: &JobDefinition) -> Result<JobStatus> {
+        self.validate(job)?;
+        loop {
+            let status = self.status_inner(job).await?;
+            if status.state != ExecutorState::Executing {
+                return Ok(status);
+            }
+            self.wait_not_running(&job.container_name()).await?;
+        }
+    }
+
+    async fn finalize(&self, job: &JobDefinition, how: Finalize) -> Result<JobResults> {
+        self.validate(job)?;
+        let _guard = self.lock(job).await;
+        self.finalize_inner(job, how).await
+    }
+
+    async fn cancel(&self, job: &JobDefinition) -> Result<JobResults> {
+        self.validate(job)?;
+        let _guard = self.lock(job).await;
+        let status = self.status_inner(job).await?;
+        match status.state {
+            ExecutorState::Finalized | ExecutorState::Error => return self.stored_results(job),
+            ExecutorState::Executing => {
+                tracing::info!(job = %job.id, "killing container");
+                self.kill_and_wait(job).await?;
+            }
+            _ => {}
+        }
+        self.finalize_inner(job, Finalize::Cancelled).await
+    }
+
+    async fn cleanup(&self, job: &JobDefinition) {
+        if let Err(e) = self.validate(job) {
+            tracing::warn!(job = %job.id, error = %e, "not cleaning up an invalid job");
+            return;
+        }
+        let _guard = self.lock(job).await;
+        let name = job.container_name();
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(&name, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => tracing::warn!(container = %name, error = %e, "could not remove container"),
+        }
+        let job_dir = self.config.job_dir(job);
+        let problems = tokio::task::spawn_blocking(move || fsops::remove_tree(&job_dir))
+            .await
+            .unwrap_or_else(|e| vec![e.to_string()]);
+        if !problems.is_empty() {
+            tracing::warn!(job = %job.id, problems = %problems.join("; "), "could not remove job directory");
+        }
+    }
+
+    async fn results(&self, job: &JobDefinition) -> Result<Option<JobResults>> {
+        self.validate(job)?;
+        Ok(record::read_metadata(&self.config, job)?.map(|m| m.results))
+    }
+
+    fn logs(&self, job: &JobDefinition, follow: bool) -> BoxStream<'static, Result<LogLine>> {
+        if let Err(e) = self.validate(job) {
+            return stream::once(async move { Err(e) }).boxed();
+        }
+        let docker = self.docker.clone();
+        let name = job.container_name();
+        let log_file = record::log_path(&self.config, job);
+        let docker2 = docker.clone();
+        let name2 = name.clone();
+        stream::once(async move {
+            let present = match docker2.inspect_container(&name2, None).await {
+                Ok(_) => true,
+                Err(e) if is_status(&e, 404) => false,
+                Err(e) => {
+                    return stream::once(
+                        async move { Err(docker_err("inspect container", &name2)(e)) },
+                    )
+                    .boxed();
+                }
+            };
+            if present {
+                container_lines(docker, name, follow)
+            } else {
+                file_lines(log_file)
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+/// Split a Docker log line `<RFC 3339 time> <text>` into its parts.
+fn split_timestamp(line: &str) -> (Option<String>, String) {
+    if let Some((ts, rest)) = line.split_once(' ') {
+        if ts.len() >= 20 && ts.as_bytes()[0].is_ascii_digit() && ts.contains('T') {
+            return (Some(ts.to_string()), rest.to_string());
+        }
+    }
+    (None, line.to_string())
+}
+
+fn container_lines(
+    docker: Docker,
+    name: String,
+    follow: bool,
+) -> BoxStream<'static, Result<LogLine>> {
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .follow(follow)
+        .build();
+    let name2 = name.clone();
+    docker
+        .logs(&name, Some(options))
+        .flat_map(move |chunk| {
+            let lines: Vec<Result<LogLine>> = match chunk {
+                Ok(chunk) => {
+                    let stream = match &chunk {
+                        bollard::container::LogOutput::StdErr { .. } => LogStream::Stderr,
+                        bollard::container::LogOutput::StdOut { .. } => LogStream::Stdout,
+                        _ => LogStream::Unknown,
+                    };
+                    let bytes = chunk.into_bytes();
+                    let text = String::from_utf8_lossy(&bytes);
+                    text.strip_suffix('\n')
+                        .unwrap_or(&text)
+                        .split('\n')
+                        .map(|line| {
+                            let (timestamp, text) = split_timestamp(line);
+                            Ok(LogLine {
+                                stream,
+                                timestamp,
+                                text,
+                            })
+                        })
+                        .collect()
+                }
+                Err(e) if is_status(&e, 404) => Vec::new(),
+                Err(e) => vec![Err(docker_err("read logs of container", &name2)(e))],
+            };
+            stream::iter(lines)
+        })
+        .boxed()
+}
+
+fn file_lines(path: PathBuf) -> BoxStream<'static, Result<LogLine>> {
+    stream::once(async move {
+        let read = tokio::fs::read(&path).await;
+        let lines: Vec<Result<LogLine>> = match read {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let part = record::container_part_of_log(&text);
+                part.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|line| {
+                        let (timestamp, text) = split_timestamp(line);
+                        Ok(LogLine {
+                            stream: LogStream::Unknown,
+                            timestamp,
+                            text,
+                        })
+                    })
+                    .collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => vec![Err(ExecutorError::io("reading job log", &path)(e))],
+        };
+        stream::iter(lines)
+    })
+    .flatten()
+    .boxed()
+}

@@ -1,0 +1,185 @@
+//! Typed errors of the executor. Each message names the job, file, image or
+//! container involved, so it can be shown to a person as it is.
+
+use std::path::PathBuf;
+
+use crate::types::ExecutorState;
+
+/// Everything that can go wrong while the executor works on a job.
+///
+/// These are failures of the *executor* (the platform), not of the job: a job
+/// that exits non-zero or misses its outputs is a normal [`crate::JobResults`].
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The Docker daemon could not be reached at all.
+    #[error("cannot reach the Docker daemon: {reason}")]
+    DockerUnavailable {
+        /// What the client said.
+        reason: String,
+    },
+
+    /// A Docker API call failed.
+    #[error("Docker {operation} failed for {object}: {source}")]
+    Docker {
+        /// What we asked Docker to do (e.g. "create container").
+        operation: &'static str,
+        /// The container or image name.
+        object: String,
+        /// The client's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    /// A Docker API call did not answer in time.
+    #[error("Docker timed out after {seconds}s during {operation} of {object}")]
+    DockerTimeout {
+        /// What we asked Docker to do.
+        operation: &'static str,
+        /// The container or image name.
+        object: String,
+        /// The time limit.
+        seconds: u64,
+    },
+
+    /// The job's image is not present locally; images are never pulled implicitly.
+    #[error(
+        "Docker image {image} is not currently available on this machine; images are never pulled \
+         during a job: build it (scripts/build-images.sh) or pull it (`docker pull {image}`) first"
+    )]
+    ImageNotFound {
+        /// Full image reference.
+        image: String,
+    },
+
+    /// An input file (an output of one of the job's `needs`) is missing from the
+    /// high-privacy workspace.
+    #[error("The file {file} doesn't exist in workspace {workspace} as requested for job {job_id}")]
+    MissingInput {
+        /// Relative path of the input.
+        file: String,
+        /// Workspace name.
+        workspace: String,
+        /// Job id.
+        job_id: String,
+    },
+
+    /// An input file exists but is not a regular file (a symlink, directory, fifo…).
+    #[error(
+        "The file {file} in workspace {workspace} requested for job {job_id} is not a regular file ({kind})"
+    )]
+    InputNotRegularFile {
+        /// Relative path of the input.
+        file: String,
+        /// Workspace name.
+        workspace: String,
+        /// Job id.
+        job_id: String,
+        /// What it is instead.
+        kind: &'static str,
+    },
+
+    /// The code directory to copy into the job does not exist or is not a directory.
+    #[error("code directory {path} for job {job_id} does not exist or is not a directory")]
+    CodeDirMissing {
+        /// The path given in the job definition.
+        path: PathBuf,
+        /// Job id.
+        job_id: String,
+    },
+
+    /// The job definition is unusable (unsafe names, bad paths, bad limits).
+    #[error("invalid job definition for job {job_id}: {reason}")]
+    InvalidJob {
+        /// Job id (as given).
+        job_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The operation does not apply to the job's current state.
+    #[error("cannot {operation} job {job_id}: it is {state}")]
+    InvalidState {
+        /// What was asked.
+        operation: &'static str,
+        /// Job id.
+        job_id: String,
+        /// The state the job is in.
+        state: ExecutorState,
+    },
+
+    /// A filesystem operation failed.
+    #[error("{operation} {path}: {source}")]
+    Io {
+        /// What we were doing (e.g. "copying output").
+        operation: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file we own (metadata, manifest) could not be read or written.
+    #[error("{operation} {path}: {source}")]
+    Json {
+        /// What we were doing.
+        operation: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A background task panicked or was cancelled.
+    #[error("internal task for job {job_id} failed: {reason}")]
+    Task {
+        /// Job id.
+        job_id: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl ExecutorError {
+    /// True when trying the same operation again later may succeed (Docker
+    /// unreachable, time-outs, I/O hiccups); false for problems that need a
+    /// person (missing image or input, bad definition, wrong state).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ExecutorError::DockerUnavailable { .. }
+            | ExecutorError::DockerTimeout { .. }
+            | ExecutorError::Io { .. }
+            | ExecutorError::Task { .. } => true,
+            ExecutorError::Docker { source, .. } => !matches!(
+                source,
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 400..=499,
+                    ..
+                }
+            ),
+            ExecutorError::ImageNotFound { .. }
+            | ExecutorError::MissingInput { .. }
+            | ExecutorError::InputNotRegularFile { .. }
+            | ExecutorError::CodeDirMissing { .. }
+            | ExecutorError::InvalidJob { .. }
+            | ExecutorError::InvalidState { .. }
+            | ExecutorError::Json { .. } => false,
+        }
+    }
+
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| ExecutorError::Io {
+            operation,
+            path,
+            source,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = ExecutorError> = std::result::Result<T, E>;

@@ -1,0 +1,569 @@
+//! The data the executor takes and gives: job definitions, configuration,
+//! states and results. All of it is serde-serialisable so the agent can store
+//! it and send it over the wire.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default CPU count for a job.
+pub const DEFAULT_CPU_COUNT: f64 = 2.0;
+/// Default memory limit for a job: 4 GiB (Docker's `4G`).
+pub const DEFAULT_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+/// Default largest moderately_sensitive file: 16 MiB.
+pub const DEFAULT_LEVEL4_MAX_FILESIZE: u64 = 16 * 1024 * 1024;
+/// Default most data rows in a moderately_sensitive CSV file.
+pub const DEFAULT_LEVEL4_MAX_CSV_ROWS: u64 = 5000;
+/// File types allowed in moderately_sensitive outputs (level 4), with dots.
+pub const DEFAULT_LEVEL4_FILE_TYPES: &[&str] = &[
+    ".csv", ".html", ".jpeg", ".jpg", ".json", ".log", ".md", ".png", ".svg", ".svgz", ".txt",
+];
+
+/// Name of the marker written last by `prepare`; its content is the time (ns
+/// since the epoch) preparation finished and its mtime is the reference for
+/// spotting files the job created.
+pub const TIMESTAMP_FILE: &str = ".opensafely-timestamp";
+
+/// Privacy level of an output, as declared in `project.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivacyLevel {
+    /// Patient-level data: never leaves the high-privacy store.
+    HighlySensitive,
+    /// Aggregate data: copied to the medium-privacy store (level 4) when it
+    /// passes the level-4 checks, and may be reviewed for release.
+    ModeratelySensitive,
+    /// Treated like `highly_sensitive` by the executor (kept in high privacy only).
+    MinimallySensitive,
+}
+
+impl PrivacyLevel {
+    /// The spelling used in `project.yaml`, logs and the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivacyLevel::HighlySensitive => "highly_sensitive",
+            PrivacyLevel::ModeratelySensitive => "moderately_sensitive",
+            PrivacyLevel::MinimallySensitive => "minimally_sensitive",
+        }
+    }
+}
+
+impl fmt::Display for PrivacyLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn default_cpu_count() -> f64 {
+    DEFAULT_CPU_COUNT
+}
+
+fn default_memory_limit() -> u64 {
+    DEFAULT_MEMORY_LIMIT
+}
+
+/// Everything the executor needs to run one job.
+///
+/// Deserialisation fills defaults for every optional field, so definitions
+/// stored by an older version still load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDefinition {
+    /// Job id (16 lowercase base32 characters in warden; any of
+    /// `[A-Za-z0-9_.-]` is accepted). Names the container `os-job-<id>`.
+    pub id: String,
+    /// Id of the job request this job belongs to.
+    pub request_id: String,
+    /// Id of the task (attempt) running this job, if the caller retries jobs
+    /// under new task ids: stored metadata of another task is ignored, so a
+    /// retry starts fresh.
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// Workspace name.
+    pub workspace: String,
+    /// Action name (from `project.yaml`).
+    pub action: String,
+    /// Full image reference, e.g. `ghcr.io/opensafely-core/python:v2`.
+    pub image: String,
+    /// Arguments after the image (the container's command).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment for the container (e.g. `OPENSAFELY_BACKEND=expectations`).
+    /// `HOME=/tmp` is added unless set here.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Directory whose files are copied into the job as its code (a working
+    /// tree or a checkout: the caller decides).
+    pub code_dir: PathBuf,
+    /// Globs (relative to `code_dir`, `*` only) of entries not to copy, in
+    /// addition to `.git` and the top-level `metadata/`: typically every
+    /// action's declared output patterns.
+    #[serde(default)]
+    pub code_exclude: Vec<String>,
+    /// Relative paths of input files (outputs of the job's `needs`), copied
+    /// from the high-privacy workspace to the same path in the job.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Declared outputs: `{glob: privacy level}`.
+    #[serde(default)]
+    pub output_spec: BTreeMap<String, PrivacyLevel>,
+    /// CPUs for the container (fractions allowed).
+    #[serde(default = "default_cpu_count")]
+    pub cpu_count: f64,
+    /// Memory limit in bytes (no swap beyond it).
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: u64,
+    /// `uid:gid` to run as; `None` means the executor process's own.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Extra container labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Creation time of the job, seconds since the Unix epoch (UTC). Chooses
+    /// the month directory of the job's logs.
+    pub created_at: i64,
+    /// Repository URL of the study, recorded in the manifest.
+    #[serde(default)]
+    pub repo_url: Option<String>,
+    /// Commit of the study, recorded in the manifest and log.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Who asked for the job, recorded in the manifest.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// Database name, recorded in the log (none for local runs).
+    #[serde(default)]
+    pub database_name: Option<String>,
+}
+
+impl JobDefinition {
+    /// A definition with the given identity, image and code directory and
+    /// defaults for everything else (no args, env, inputs or outputs; 2 CPUs;
+    /// 4 GiB; the caller's user; created now).
+    pub fn new(
+        id: impl Into<String>,
+        request_id: impl Into<String>,
+        workspace: impl Into<String>,
+        action: impl Into<String>,
+        image: impl Into<String>,
+        code_dir: impl Into<PathBuf>,
+    ) -> Self {
+        JobDefinition {
+            id: id.into(),
+            request_id: request_id.into(),
+            task_id: None,
+            workspace: workspace.into(),
+            action: action.into(),
+            image: image.into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            code_dir: code_dir.into(),
+            code_exclude: Vec::new(),
+            inputs: Vec::new(),
+            output_spec: BTreeMap::new(),
+            cpu_count: DEFAULT_CPU_COUNT,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            user: None,
+            labels: BTreeMap::new(),
+            created_at: crate::util::now_secs(),
+            repo_url: None,
+            commit: None,
+            created_by: None,
+            database_name: None,
+        }
+    }
+
+    /// Name of the job's container: `os-job-<id>`.
+    pub fn container_name(&self) -> String {
+        format!("os-job-{}", self.id)
+    }
+}
+
+/// Limits of the moderately_sensitive (level 4) checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Level4Limits {
+    /// Largest allowed file, bytes.
+    pub max_file_size: u64,
+    /// Most allowed data rows (after the header) in a CSV file.
+    pub max_csv_rows: u64,
+    /// Allowed extensions, with the dot (`.csv`).
+    pub file_types: Vec<String>,
+}
+
+impl Default for Level4Limits {
+    fn default() -> Self {
+        Level4Limits {
+            max_file_size: DEFAULT_LEVEL4_MAX_FILESIZE,
+            max_csv_rows: DEFAULT_LEVEL4_MAX_CSV_ROWS,
+            file_types: DEFAULT_LEVEL4_FILE_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Where the executor keeps things.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutorConfig {
+    /// High-privacy store: where outputs land. For a local run it is the study
+    /// directory itself.
+    pub high_privacy_dir: PathBuf,
+    /// Medium-privacy (level 4) store, if any: moderately_sensitive outputs
+    /// that pass the checks are copied here. Local runs have none.
+    #[serde(default)]
+    pub medium_privacy_dir: Option<PathBuf>,
+    /// When true, the two directories above are roots holding one directory
+    /// per workspace (`<dir>/<workspace>`), as on a backend; when false they are
+    /// the workspace itself, as in a local run.
+    #[serde(default)]
+    pub per_workspace_dirs: bool,
+    /// Per-job working directories (`<volumes_dir>/<job id>`), bind-mounted at
+    /// `/workspace`.
+    pub volumes_dir: PathBuf,
+    /// Job logs and metadata: `<log_dir>/<YYYY-MM>/os-job-<id>/{logs.txt,metadata.json}`.
+    pub log_dir: PathBuf,
+    /// Level-4 limits.
+    #[serde(default)]
+    pub level4: Level4Limits,
+}
+
+impl ExecutorConfig {
+    /// A local-run configuration: outputs land in `study_dir`, working
+    /// directories in `<study>/metadata/volumes`, logs in `<study>/metadata/logs`,
+    /// and there is no medium-privacy store.
+    pub fn local(study_dir: impl Into<PathBuf>) -> Self {
+        let study_dir = study_dir.into();
+        ExecutorConfig {
+            volumes_dir: study_dir.join("metadata").join("volumes"),
+            log_dir: study_dir.join("metadata").join("logs"),
+            high_privacy_dir: study_dir,
+            medium_privacy_dir: None,
+            per_workspace_dirs: false,
+            level4: Level4Limits::default(),
+        }
+    }
+
+    /// High-privacy directory of `workspace`.
+    pub fn high_privacy_workspace(&self, workspace: &str) -> PathBuf {
+        if self.per_workspace_dirs {
+            self.high_privacy_dir.join(workspace)
+        } else {
+            self.high_privacy_dir.clone()
+        }
+    }
+
+    /// Medium-privacy directory of `workspace`, if there is a medium store.
+    pub fn medium_privacy_workspace(&self, workspace: &str) -> Option<PathBuf> {
+        self.medium_privacy_dir.as_ref().map(|dir| {
+            if self.per_workspace_dirs {
+                dir.join(workspace)
+            } else {
+                dir.clone()
+            }
+        })
+    }
+
+    /// The job's working directory.
+    pub fn job_dir(&self, job: &JobDefinition) -> PathBuf {
+        self.volumes_dir.join(&job.id)
+    }
+
+    /// The job's log directory (month of its creation).
+    pub fn job_log_dir(&self, job: &JobDefinition) -> PathBuf {
+        self.log_dir
+            .join(crate::util::year_month(job.created_at))
+            .join(job.container_name())
+    }
+
+    /// Where `metadata/manifest.json` of `workspace` lives: in the medium store
+    /// if there is one, else in the high-privacy workspace.
+    pub fn manifest_path(&self, workspace: &str) -> PathBuf {
+        self.medium_privacy_workspace(workspace)
+            .unwrap_or_else(|| self.high_privacy_workspace(workspace))
+            .join("metadata")
+            .join("manifest.json")
+    }
+
+    /// Absolute form of every path (relative ones are taken from the current
+    /// directory), so bind mounts and comparisons work.
+    pub(crate) fn absolutized(&self) -> std::io::Result<Self> {
+        fn abs(p: &Path) -> std::io::Result<PathBuf> {
+            std::path::absolute(p)
+        }
+        Ok(ExecutorConfig {
+            high_privacy_dir: abs(&self.high_privacy_dir)?,
+            medium_privacy_dir: self.medium_privacy_dir.as_deref().map(abs).transpose()?,
+            per_workspace_dirs: self.per_workspace_dirs,
+            volumes_dir: abs(&self.volumes_dir)?,
+            log_dir: abs(&self.log_dir)?,
+            level4: self.level4.clone(),
+        })
+    }
+}
+
+/// Where a job is, as derived from the world (container, working directory,
+/// metadata file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorState {
+    /// Nothing is known: no metadata, no container, no complete working directory.
+    Unknown,
+    /// The working directory is complete (its timestamp marker exists); no
+    /// container has started.
+    Prepared,
+    /// The container is running.
+    Executing,
+    /// The container has exited; results are not recorded yet.
+    Executed,
+    /// Results are recorded (metadata file written).
+    Finalized,
+    /// The executor failed on this job and recorded the error.
+    Error,
+}
+
+impl ExecutorState {
+    /// Lowercase name, as in the status codes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorState::Unknown => "unknown",
+            ExecutorState::Prepared => "prepared",
+            ExecutorState::Executing => "executing",
+            ExecutorState::Executed => "executed",
+            ExecutorState::Finalized => "finalized",
+            ExecutorState::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for ExecutorState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's state plus when it was entered, if known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The state.
+    pub state: ExecutorState,
+    /// When the state was entered (ns since the epoch): the prepare marker,
+    /// the container's start or finish, or the finalize time.
+    pub timestamp_ns: Option<u64>,
+}
+
+/// How `finalize` ends a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finalize {
+    /// The container exited by itself: collect outputs, check, record.
+    Completed,
+    /// The job was cancelled: record it, collect no outputs.
+    Cancelled,
+    /// The executor failed on the job: record the error, collect no outputs;
+    /// the job ends in state `error`.
+    Error(String),
+}
+
+/// How a job ended, as the controller decides it (job-runner §5.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exit 0 and every pattern matched.
+    Succeeded,
+    /// Non-zero (or no) exit code.
+    NonzeroExit,
+    /// Exit 0 but some output pattern matched no file.
+    UnmatchedPatterns,
+    /// Cancelled.
+    Cancelled,
+    /// The executor failed on the job.
+    Error,
+}
+
+/// Results of a finished job, with file names: stays on the backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct JobResults {
+    /// Container exit code; `None` if no container ran.
+    pub exit_code: Option<i64>,
+    /// Docker's OOMKilled flag.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// The job was cancelled.
+    #[serde(default)]
+    pub cancelled: bool,
+    /// The executor's error, if it failed on the job.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Outputs found: `{path: level}`.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, PrivacyLevel>,
+    /// Output patterns that matched no regular file.
+    #[serde(default)]
+    pub unmatched_patterns: Vec<String>,
+    /// Files the job created (newer than the prepare marker) that no pattern
+    /// matched: dropped, listed as a hint.
+    #[serde(default)]
+    pub unmatched_outputs: Vec<String>,
+    /// Entries that matched a pattern but are not regular files (symlinks,
+    /// directories, fifos, devices, sockets): never copied. `{path: reason}`.
+    #[serde(default)]
+    pub skipped_outputs: BTreeMap<String, String>,
+    /// moderately_sensitive outputs that failed the level-4 checks: `{path: reason}`.
+    #[serde(default)]
+    pub level4_excluded_files: BTreeMap<String, String>,
+    /// The executor's message (job-runner §5.7), e.g. `Completed successfully`.
+    #[serde(default)]
+    pub status_message: Option<String>,
+    /// A hint for the user, e.g. the undeclared files after unmatched patterns.
+    #[serde(default)]
+    pub hint: Option<String>,
+    /// When the job was finalized (ns since the epoch).
+    #[serde(default)]
+    pub timestamp_ns: u64,
+    /// Id of the image the container actually ran.
+    #[serde(default)]
+    pub image_id: Option<String>,
+}
+
+impl JobResults {
+    /// The form that may leave the backend: no file names at all.
+    pub fn redacted(&self) -> RedactedResults {
+        let has_unmatched =
+            !self.unmatched_patterns.is_empty() || !self.unmatched_outputs.is_empty();
+        RedactedResults {
+            exit_code: self.exit_code,
+            oom_killed: self.oom_killed,
+            cancelled: self.cancelled,
+            has_error: self.error.is_some(),
+            has_unmatched_patterns: !self.unmatched_patterns.is_empty(),
+            has_level4_excluded_files: !self.level4_excluded_files.is_empty(),
+            level4_excluded_count: self.level4_excluded_files.len(),
+            has_skipped_outputs: !self.skipped_outputs.is_empty(),
+            output_count: self.outputs.len(),
+            status_message: if has_unmatched {
+                None
+            } else {
+                self.status_message.clone()
+            },
+            timestamp_ns: self.timestamp_ns,
+            image_id: self.image_id.clone(),
+        }
+    }
+
+    /// How the job ended.
+    pub fn outcome(&self) -> Outcome {
+        self.redacted().outcome()
+    }
+
+    /// The job's final status text as a person should see it (job-runner §5.9).
+    pub fn user_message(&self) -> String {
+        self.redacted().user_message()
+    }
+}
+
+/// Results without any file name, for sending off the backend (job-runner §5.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RedactedResults {
+    /// Container exit code; `None` if no container ran.
+    pub exit_code: Option<i64>,
+    /// Docker's OOMKilled flag.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// The job was cancelled.
+    #[serde(default)]
+    pub cancelled: bool,
+    /// The executor failed on the job (its message may name files, so it stays behind).
+    #[serde(default)]
+    pub has_error: bool,
+    /// Some output pattern matched nothing.
+    #[serde(default)]
+    pub has_unmatched_patterns: bool,
+    /// Some moderately_sensitive output failed the level-4 checks.
+    #[serde(default)]
+    pub has_level4_excluded_files: bool,
+    /// How many did.
+    #[serde(default)]
+    pub level4_excluded_count: usize,
+    /// Some pattern matched a symlink, directory or special file.
+    #[serde(default)]
+    pub has_skipped_outputs: bool,
+    /// Number of outputs found.
+    #[serde(default)]
+    pub output_count: usize,
+    /// The executor's message, blanked when it could contain file names.
+    #[serde(default)]
+    pub status_message: Option<String>,
+    /// When the job was finalized (ns since the epoch).
+    #[serde(default)]
+    pub timestamp_ns: u64,
+    /// Id of the image the container actually ran.
+    #[serde(default)]
+    pub image_id: Option<String>,
+}
+
+impl RedactedResults {
+    /// How the job ended, decided as the reference controller does.
+    pub fn outcome(&self) -> Outcome {
+        if self.has_error {
+            Outcome::Error
+        } else if self.cancelled {
+            Outcome::Cancelled
+        } else if self.exit_code != Some(0) {
+            Outcome::NonzeroExit
+        } else if self.has_unmatched_patterns {
+            Outcome::UnmatchedPatterns
+        } else {
+            Outcome::Succeeded
+        }
+    }
+
+    /// The job's final status text (job-runner §5.9, opensafely-cli §2.7).
+    pub fn user_message(&self) -> String {
+        match self.outcome() {
+            Outcome::Error => "Internal error: this usually means a platform issue rather than a problem for users to fix.".to_string(),
+            Outcome::Cancelled => "Cancelled by user".to_string(),
+            Outcome::NonzeroExit => match &self.status_message {
+                Some(message) if !message.is_empty() => format!("Job exited with an error: {message}"),
+                _ => "Job exited with an error".to_string(),
+            },
+            Outcome::UnmatchedPatterns => {
+                "Outputs matching expected patterns were not found. See job log for details.".to_string()
+            }
+            Outcome::Succeeded => {
+                if self.has_level4_excluded_files {
+                    format!(
+                        "Completed successfully, but {} file(s) marked as moderately_sensitive were excluded. See job log for details.",
+                        self.level4_excluded_count
+                    )
+                } else {
+                    "Completed successfully".to_string()
+                }
+            }
+        }
+    }
+}
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Unknown (read back from a stored log file).
+    Unknown,
+}
+
+/// One line of a job's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Source stream.
+    pub stream: LogStream,
+    /// Docker's RFC 3339 timestamp of the line, when known.
+    pub timestamp: Option<String>,
+    /// The text, without the trailing newline.
+    pub text: String,
+}
