@@ -353,7 +353,8 @@ class Population:
         region_names = [name for name, _ in REGIONS]
         region_weights = [weight for _, weight in REGIONS]
         for _ in self.ids:
-            self.birth.append(datetime.date(1920, 1, 1) + datetime.timedelta(days=rng.randrange(0, 365 * 100)))
+            days = rng.randrange(0, 365 * 100)
+            self.birth.append(datetime.date(1920, 1, 1) + datetime.timedelta(days=days))
             self.sex.append("F" if rng.random() < 0.51 else "M")
             self.region.append(rng.choices(region_names, region_weights)[0])
 
@@ -371,7 +372,8 @@ def make_value_function(variable, study, index_date):
     if not isinstance(expectations, dict):
         expectations = {}
     defaults = study.default_expectations if isinstance(study.default_expectations, dict) else {}
-    incidence = expectations.get("incidence", defaults.get("incidence", 1.0 if function in ("age_as_of", "sex") else 0.5))
+    default_incidence = 1.0 if function in ("age_as_of", "sex") else 0.5
+    incidence = expectations.get("incidence", defaults.get("incidence", default_incidence))
     try:
         incidence = min(max(float(incidence), 0.0), 1.0)
     except (TypeError, ValueError):
@@ -422,7 +424,8 @@ def make_value_function(variable, study, index_date):
         if distribution == "population_ages":
             return lambda rng, i, pop: str(max(age_on(pop.birth[i], index_date), 0))
         low, high = spec.get("low"), spec.get("high")
-        mean = float(spec.get("mean", (float(low) + float(high)) / 2 if low is not None and high is not None else 10))
+        middle = (float(low) + float(high)) / 2 if low is not None and high is not None else 10
+        mean = float(spec.get("mean", middle))
         stddev = float(spec.get("stddev", abs(mean) / 4 or 1))
 
         def number_value(rng, i, pop):
