@@ -155,22 +155,27 @@ def bench(k: int, paths: list[str]) -> None:
             texts.append((p, f.read()))
     per_file = {p: [] for p, _ in texts}
     batch = []
+    valid = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for _ in range(k):
+        for run in range(k):
             total = 0.0
             for p, t in texts:
                 t0 = time.perf_counter()
                 try:
                     load_pipeline(t)
+                    ok = True
                 except Exception:  # noqa: BLE001 - invalid files are timed too
-                    pass
+                    ok = False
                 dt = time.perf_counter() - t0
+                if run == 0 and ok:
+                    valid += 1
                 per_file[p].append(dt)
                 total += dt
             batch.append(total)
     result = {
         "k": k,
+        "valid": valid,
         "files": {p: statistics.median(r) for p, r in per_file.items()},
         "batch_median_s": statistics.median(batch),
     }
