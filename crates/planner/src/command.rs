@@ -13,7 +13,9 @@ use warden_pipeline::{Action, Pipeline};
 
 /// Builds the run command of `action`; see [`crate::NewJob::run_command`].
 pub(crate) fn run_command(pipeline: &Pipeline, action: &Action, dummy_data: bool) -> String {
-    let mut out = String::with_capacity(action.run.raw.len() + 16);
+    // Room for the words, their separators and some quoting.
+    let words: usize = action.run.parts.iter().map(|p| p.len() + 3).sum();
+    let mut out = String::with_capacity(words + 8);
     for part in &action.run.parts {
         push_word(&mut out, part);
     }
@@ -97,13 +99,28 @@ fn push_word(out: &mut String, word: &str) {
     push_quoted(out, word);
 }
 
+/// The bytes Python's `shlex.quote` leaves unquoted: `[A-Za-z0-9_@%+=:,./-]`.
+const SAFE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'_' | b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'.' | b'/' | b'-'
+            );
+        b += 1;
+    }
+    table
+};
+
 /// Python's `shlex.quote`: a word of only `[A-Za-z0-9_@%+=:,./-]` stays as it
 /// is; anything else is single-quoted, with `'` written as `'"'"'`.
 pub(crate) fn push_quoted(out: &mut String, word: &str) {
-    let safe = |b: u8| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b);
     if word.is_empty() {
         out.push_str("''");
-    } else if word.bytes().all(safe) {
+    } else if word.bytes().all(|b| SAFE[b as usize]) {
         out.push_str(word);
     } else {
         out.push('\'');

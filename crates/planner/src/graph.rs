@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::hash::{BuildHasher, RandomState};
 
 use warden_pipeline::{Action, Pipeline, RUN_ALL_COMMAND};
 
@@ -45,16 +46,17 @@ impl<'p> Graph<'p> {
             pipeline.actions.len() < UNKNOWN as usize && total < UNKNOWN as usize,
             "pipeline too large to plan"
         );
+        let names = NameIndex::new(pipeline.actions.keys().map(String::as_str));
         let mut offsets = Vec::with_capacity(pipeline.actions.len() + 1);
         let mut needs = Vec::with_capacity(total);
         offsets.push(0);
         for action in pipeline.actions.values() {
-            needs.extend(action.needs.iter().map(|need| {
-                pipeline
-                    .actions
-                    .get_index_of(need.as_str())
-                    .map_or(UNKNOWN, |i| i as u32)
-            }));
+            needs.extend(
+                action
+                    .needs
+                    .iter()
+                    .map(|need| names.get(need).unwrap_or(UNKNOWN)),
+            );
             offsets.push(needs.len() as u32);
         }
         Graph {
@@ -367,4 +369,87 @@ pub fn dependency_closure<'p, S: AsRef<str>>(
     let graph = Graph::new(pipeline);
     let order = graph.closure(actions)?;
     Ok(order.into_iter().map(|i| graph.name(i)).collect())
+}
+
+/// Name → index, compact: the names packed in one buffer and an
+/// open-addressing table of `(hash, index)`, so resolving every `needs` entry
+/// of a large pipeline stays in cache instead of chasing each `String` of the
+/// pipeline's map. The hash is seeded per index from std's `RandomState`,
+/// so a project cannot be written to collide on purpose.
+struct NameIndex {
+    seed: u64,
+    packed: String,
+    /// `packed[ends[i - 1]..ends[i]]` is name `i` (`ends[-1]` = 0).
+    ends: Vec<u32>,
+    /// `(hash >> 32) << 32 | index`, or `EMPTY`; length a power of two.
+    table: Vec<u64>,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+impl NameIndex {
+    fn new<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Self {
+        let n = names.len();
+        let capacity = (n * 2).next_power_of_two().max(8);
+        let mut index = NameIndex {
+            seed: RandomState::new().hash_one(n) | 1,
+            packed: String::new(),
+            ends: Vec::with_capacity(n),
+            table: vec![EMPTY; capacity],
+        };
+        for (i, name) in names.enumerate() {
+            index.packed.push_str(name);
+            index.ends.push(index.packed.len() as u32);
+            let hash = index.hash(name);
+            let mut slot = hash as usize & (capacity - 1);
+            while index.table[slot] != EMPTY {
+                slot = (slot + 1) & (capacity - 1);
+            }
+            index.table[slot] = (hash & !0xffff_ffff) | i as u64;
+        }
+        index
+    }
+
+    /// A seeded multiply-xorshift hash over 8-byte words, finished with a
+    /// full avalanche (the table uses the low bits, the check the high ones).
+    fn hash(&self, name: &str) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.seed ^ (name.len() as u64).wrapping_mul(K);
+        let mut chunks = name.as_bytes().chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            h = (h ^ word).wrapping_mul(K).rotate_left(29) ^ self.seed;
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        h = (h ^ u64::from_le_bytes(last)).wrapping_mul(K);
+        // murmur3's fmix64.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.packed[start..self.ends[i] as usize]
+    }
+
+    fn get(&self, name: &str) -> Option<u32> {
+        let hash = self.hash(name);
+        let mask = self.table.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            let entry = self.table[slot];
+            if entry == EMPTY {
+                return None;
+            }
+            let index = entry as u32;
+            if entry >> 32 == hash >> 32 && self.name(index as usize) == name {
+                return Some(index);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
 }

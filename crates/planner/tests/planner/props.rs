@@ -120,9 +120,8 @@ fn model(case: &Case) -> Vec<(String, Vec<String>)> {
         !(state == JobState::Succeeded && present)
     }
     fn build(st: &mut State<'_>, action: &str) {
-        if let Some((_, state, present)) = st.latest.get(action).cloned()
-            && !rerun(st, action, state, present)
-        {
+        let kept = st.latest.get(action).cloned();
+        if kept.is_some_and(|(_, state, present)| !rerun(st, action, state, present)) {
             return;
         }
         let mut waits = Vec::new();
