@@ -48,10 +48,12 @@ async fn urls() {
     let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.engine(), warden_state::Engine::Sqlite);
-    let plain = Store::open(dir.path().join("nested/dir/db.sqlite").to_str().unwrap())
-        .await
-        .unwrap();
+    let path = dir.path().join("nested/dir/db.sqlite");
+    let plain = Store::open(path.to_str().unwrap()).await.unwrap();
     assert_eq!(plain.schema_version().await.unwrap(), SCHEMA_VERSION);
+    // Write-ahead logging is on: the WAL file exists while the store is open.
+    one_job(&plain, "ws", "a").await;
+    assert!(dir.path().join("nested/dir/db.sqlite-wal").exists());
 }
 
 fn request(workspace: &str, actions: &[&str]) -> NewJobRequest {
@@ -678,8 +680,16 @@ async fn interrupted_local_run(db: &TestDb) {
         .await
         .unwrap();
 
+    // Another backend's active job is not this run's business.
+    let mut elsewhere = request("ws", &["z"]);
+    elsewhere.backend = "tpp".into();
+    let tpp = store
+        .create_job_request(elsewhere, jobs(&["z"]))
+        .await
+        .unwrap();
+
     let failed = store
-        .fail_interrupted_jobs(None, warden_state::INTERRUPTED_MESSAGE)
+        .fail_interrupted_jobs(Some("test"), warden_state::INTERRUPTED_MESSAGE)
         .await
         .unwrap();
     let ids: Vec<&str> = failed.iter().map(|j| j.id.as_str()).collect();
@@ -699,7 +709,10 @@ async fn interrupted_local_run(db: &TestDb) {
     let t = store.get_task(&task.id).await.unwrap().unwrap();
     assert!(!t.active);
     assert!(t.finished_at.is_some());
-    assert!(store.active_jobs(None).await.unwrap().is_empty());
+    assert!(store.active_jobs(Some("test")).await.unwrap().is_empty());
+    assert_eq!(store.active_jobs(None).await.unwrap(), tpp.jobs);
+    let rest = store.fail_interrupted_jobs(None, "again").await.unwrap();
+    assert_eq!(rest.len(), 1);
     assert!(
         store
             .fail_interrupted_jobs(None, "again")
