@@ -44,6 +44,12 @@ fn main() {
                 n_actions,
                 report.errors.len()
             );
+            if let Some(d) = report.first_error() {
+                println!(
+                    "first error: {:?} at {}:{} (offset {}, len {}): {}",
+                    d.kind, d.line, d.column, d.offset, d.len, d.message
+                );
+            }
         }
         Some("--runs") if args.len() >= 3 => {
             let k: usize = args[1].parse().expect("--runs K");
