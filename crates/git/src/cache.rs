@@ -231,30 +231,78 @@ impl RepoCache {
                 .env("WARDEN_GIT_CREDENTIAL_PASSWORD", &credentials.password);
         }
         debug!(repo = %location.display, git_dir = %git_dir.display(), "git fetch");
-        let out = cmd::run(&mut fetch, Some(self.fetch_timeout))
-            .map_err(|e| run_error(e, &location.display, "fetch", Some(self.fetch_timeout)))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let stderr = location.scrub(&out.stderr_text());
-        let lower = stderr.to_ascii_lowercase();
-        if lower.contains("does not appear to be a git repository")
-            || lower.contains("repository not found")
-            || (lower.contains("repository '") && lower.contains("' not found"))
-            || lower.contains("no such file or directory")
-        {
-            return Err(GitError::RepoNotFound {
+        let deadline = Instant::now() + self.fetch_timeout;
+        let mut attempt = 1;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let out = cmd::run(&mut fetch, Some(remaining))
+                .map_err(|e| run_error(e, &location.display, "fetch", Some(self.fetch_timeout)))?;
+            if out.status.success() {
+                return Ok(());
+            }
+            let stderr = location.scrub(&out.stderr_text());
+            let lower = stderr.to_ascii_lowercase();
+            if lower.contains("does not appear to be a git repository")
+                || lower.contains("repository not found")
+                || (lower.contains("repository '") && lower.contains("' not found"))
+                || lower.contains("no such file or directory")
+            {
+                return Err(GitError::RepoNotFound {
+                    repo: location.display.clone(),
+                    detail: cmd::stderr_summary(&stderr),
+                });
+            }
+            let pause = FIRST_RETRY_PAUSE * 2u32.pow(attempt - 1);
+            if attempt < FETCH_ATTEMPTS && is_transient(&lower) && Instant::now() + pause < deadline
+            {
+                warn!(
+                    repo = %location.display,
+                    attempt,
+                    error = %cmd::stderr_summary(&stderr),
+                    "fetch failed; retrying in {pause:?}"
+                );
+                std::thread::sleep(pause);
+                attempt += 1;
+                continue;
+            }
+            return Err(GitError::Command {
                 repo: location.display.clone(),
-                detail: cmd::stderr_summary(&stderr),
+                op: "fetch".to_owned(),
+                status: cmd::describe_status(&out.status),
+                stderr: cmd::stderr_summary(&stderr),
             });
         }
-        Err(GitError::Command {
-            repo: location.display.clone(),
-            op: "fetch".to_owned(),
-            status: cmd::describe_status(&out.status),
-            stderr: cmd::stderr_summary(&stderr),
-        })
     }
+}
+
+/// A fetch is tried this many times when it fails in a way that may pass (the
+/// reference retries TLS resets from its GitHub proxy the same way).
+const FETCH_ATTEMPTS: u32 = 3;
+/// The pause before the first retry; it doubles before each later one.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether git's (lowercased) message describes a network hiccup worth a retry,
+/// rather than a refusal (authentication, missing repository) that would recur.
+fn is_transient(stderr: &str) -> bool {
+    [
+        "connection reset",
+        "connection timed out",
+        "operation timed out",
+        "tls",
+        "gnutls",
+        "ssl",
+        "early eof",
+        "rpc failed",
+        "unexpected disconnect",
+        "the remote end hung up unexpectedly",
+        "returned error: 429",
+        "returned error: 500",
+        "returned error: 502",
+        "returned error: 503",
+        "returned error: 504",
+    ]
+    .iter()
+    .any(|pattern| stderr.contains(pattern))
 }
 
 /// A credential helper (run by git through `sh`) that answers `get` for one host

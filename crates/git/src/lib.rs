@@ -34,6 +34,9 @@
 //! (`GIT_TERMINAL_PROMPT=0`, standard input is null) so a server never hangs on a
 //! password question, pathspecs are literal, and network fetches have a deadline
 //! ([`RepoCache::with_fetch_timeout`]) after which git and its helpers are killed.
+//! A fetch that fails with a network hiccup (TLS or connection reset, early EOF,
+//! HTTP 429/5xx) is tried up to three times, 1 s then 2 s apart, as the reference
+//! does for its GitHub proxy; refusals (authentication, missing repository) are not.
 //!
 //! # Secrets
 //!

@@ -19,10 +19,10 @@ const PASSWORD: &str = "p@ss:w/rd-0123456789";
 /// The same credentials, percent-encoded as they must be in a URL.
 const USERINFO: &str = "a%40b:p%40ss%3Aw%2Frd-0123456789";
 
-/// Serves `root` over HTTP on 127.0.0.1; answers 401 unless the request carries
-/// Basic credentials for `USER`/`PASSWORD`. Returns the port and a log of requests
-/// (`<path> <authorised?>`).
-fn serve(root: PathBuf) -> (u16, Arc<Mutex<Vec<String>>>) {
+/// Serves `root` over HTTP on 127.0.0.1; answers 503 to the first `fail_first`
+/// requests, then 401 unless the request carries Basic credentials for
+/// `USER`/`PASSWORD`. Returns the port and a log of requests (`<path> <authorised?>`).
+fn serve(root: PathBuf, fail_first: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -33,13 +33,20 @@ fn serve(root: PathBuf) -> (u16, Arc<Mutex<Vec<String>>>) {
         for stream in listener.incoming().take(1000) {
             let Ok(stream) = stream else { continue };
             let (root, expected, log) = (root.clone(), expected.clone(), server_log.clone());
-            std::thread::spawn(move || handle(stream, &root, &expected, &log));
+            let fail = log.lock().unwrap().len() < fail_first;
+            std::thread::spawn(move || handle(stream, &root, &expected, &log, fail));
         }
     });
     (port, log)
 }
 
-fn handle(mut stream: TcpStream, root: &Path, expected: &str, log: &Mutex<Vec<String>>) {
+fn handle(
+    mut stream: TcpStream,
+    root: &Path,
+    expected: &str,
+    log: &Mutex<Vec<String>>,
+    fail: bool,
+) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -67,6 +74,13 @@ fn handle(mut stream: TcpStream, root: &Path, expected: &str, log: &Mutex<Vec<St
         .unwrap()
         .trim_start_matches('/')
         .to_owned();
+    if fail {
+        log.lock().unwrap().push(format!("{path} 503"));
+        let _ = stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    }
     log.lock().unwrap().push(format!("{path} {authorised}"));
     let response = if !authorised {
         b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
@@ -113,11 +127,17 @@ fn base64(bytes: &[u8]) -> String {
 
 /// An origin with one commit on main, prepared for dumb HTTP.
 fn served_origin() -> (Origin, String, u16, Arc<Mutex<Vec<String>>>) {
+    served_origin_failing_first(0)
+}
+
+fn served_origin_failing_first(
+    fail_first: usize,
+) -> (Origin, String, u16, Arc<Mutex<Vec<String>>>) {
     let origin = Origin::new();
     let head = origin.commit(&[("project.yaml", "version: '3.0'\n")], "first");
     origin.push("main");
     git(&origin.bare, &["update-server-info"]);
-    let (port, log) = serve(origin.tmp.path().to_owned());
+    let (port, log) = serve(origin.tmp.path().to_owned(), fail_first);
     (origin, head, port, log)
 }
 
@@ -221,7 +241,9 @@ fn a_url_with_credentials_never_appears_in_an_error_message() {
         format!("ssh+git://{USERINFO}@"),
         format!("{USERINFO}@relative/path"),
     ] {
+        let started = Instant::now();
         let err = cache.ensure(&url).unwrap_err();
+        eprintln!("{:?}: {err}", started.elapsed());
         assert_no_secret(&err.to_string());
         assert_no_secret(&format!("{err:?}"));
         if let Some(repo) = err.repo() {
@@ -266,4 +288,20 @@ fn a_stalled_server_hits_the_fetch_timeout() {
         .filter(|e| !e.ends_with(".lock"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_fetch_is_retried_after_a_transient_failure() {
+    let (_origin, head, port, log) = served_origin_failing_first(2);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = RepoCache::new(dir.path());
+    let url = format!("http://{USERINFO}@127.0.0.1:{port}/origin.git");
+    let repo = cache.ensure(&url).unwrap();
+    assert_eq!(repo.branch_head("main").unwrap().as_str(), head);
+    let requests = log.lock().unwrap().clone();
+    assert_eq!(
+        requests.iter().filter(|r| r.ends_with(" 503")).count(),
+        2,
+        "{requests:?}"
+    );
 }
