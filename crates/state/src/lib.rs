@@ -45,8 +45,13 @@
 //!   job of an action" is always well defined.
 //! * **The audit log is append-only**: there is no API to change it, and
 //!   database triggers refuse `UPDATE` and `DELETE` (and `TRUNCATE`).
-//! * **Backend tokens are stored hashed** (SHA-256 of 32 random bytes; the
-//!   plaintext is returned once, by [`Store::create_backend_token`]).
+//! * **Backend tokens and user API tokens are stored hashed** (SHA-256 of 32
+//!   random bytes; the plaintext is returned once, by
+//!   [`Store::create_backend_token`] and [`Store::create_user_token`]). A
+//!   disabled user's tokens authenticate nobody. Project roles
+//!   ([`Store::set_project_roles`]) and backend memberships
+//!   ([`Store::add_backend_member`]) are stored here; what the role names
+//!   allow is the server's business.
 //! * **Agents touch only their own tasks**; their updates are idempotent and
 //!   out-of-order updates are ignored ([`Store::update_task`]).
 //! * **Migrations run on open**, each in a transaction under a lock, so
@@ -121,7 +126,7 @@ pub use model::{
     AuditEvent, AuditFilter, Backend, BackendToken, CancelOutcome, CreatedJobRequest, Flag, Job,
     JobFilter, JobRequest, JobRequestFilter, JobUpdate, NewAuditEvent, NewJob, NewJobRequest,
     NewTask, NewUser, Organisation, PrivacyLevel, Project, Task, TaskUpdate, TaskUpdateOutcome,
-    User, Workspace,
+    User, UserToken, Workspace,
 };
 pub use request_status::{
     FAILED_DUE_TO_JOB_FAILURE, JobCounts, RequestStatus, derive_request_status, derive_status,

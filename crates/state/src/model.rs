@@ -511,6 +511,24 @@ pub struct BackendToken {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// A user's API token record; the token itself is shown once at creation and
+/// only its SHA-256 is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserToken {
+    /// Surrogate key.
+    pub id: i64,
+    /// Whose token.
+    pub user_id: i64,
+    /// What it is for ("cli", "bench", ...).
+    pub label: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was revoked.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
 /// A person (or bot) who uses warden.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {

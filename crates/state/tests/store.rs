@@ -36,6 +36,8 @@ db_tests!(
     backend_tokens_and_last_seen,
     derived_request_status,
     listing,
+    user_tokens_and_memberships,
+    batched_updates_and_lookups,
 );
 
 #[tokio::test]
@@ -1368,4 +1370,225 @@ async fn listing(db: &TestDb) {
         1
     );
     let _ = new_job_request_id();
+}
+
+async fn user_tokens_and_memberships(db: &TestDb) {
+    let store = &db.store;
+    let alice = store
+        .create_user(&NewUser {
+            username: "alice".into(),
+            fullname: "Alice A".into(),
+            email: "alice@example.org".into(),
+            roles: vec![],
+        })
+        .await
+        .unwrap();
+    let (meta, token) = store.create_user_token(alice.id, "cli").await.unwrap();
+    assert_eq!(token.len(), 64);
+    assert_eq!(meta.user_id, alice.id);
+    assert_eq!(
+        store
+            .user_for_token(&token)
+            .await
+            .unwrap()
+            .map(|u| u.username),
+        Some("alice".into())
+    );
+    assert_eq!(store.user_for_token("wrong").await.unwrap(), None);
+    assert_eq!(
+        store.list_user_tokens(alice.id).await.unwrap(),
+        vec![meta.clone()]
+    );
+    // Only the hash is stored.
+    assert_eq!(
+        db.raw_execute(&format!(
+            "UPDATE user_tokens SET label = label WHERE token_sha256 = '{token}'"
+        ))
+        .await
+        .unwrap(),
+        0
+    );
+    // A disabled user's token authenticates nobody; enabling restores it.
+    store
+        .update_user(
+            alice.id,
+            &UserUpdate {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.user_for_token(&token).await.unwrap(), None);
+    store
+        .update_user(
+            alice.id,
+            &UserUpdate {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.user_for_token(&token).await.unwrap().is_some());
+    store.revoke_user_token(meta.id).await.unwrap();
+    store.revoke_user_token(meta.id).await.unwrap();
+    assert_eq!(store.user_for_token(&token).await.unwrap(), None);
+    assert!(matches!(
+        store.create_user_token(999_999, "x").await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // Project roles.
+    let project = store
+        .create_project(&NewProject {
+            slug: "p".into(),
+            name: "P".into(),
+            org_id: None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .project_roles(project.id, alice.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .set_project_roles(project.id, alice.id, &["developer".into()])
+        .await
+        .unwrap();
+    store
+        .set_project_roles(
+            project.id,
+            alice.id,
+            &["developer".into(), "collaborator".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.project_roles(project.id, alice.id).await.unwrap(),
+        vec!["developer".to_string(), "collaborator".to_string()]
+    );
+    store
+        .set_project_roles(project.id, alice.id, &[])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .project_roles(project.id, alice.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .set_project_roles(999_999, alice.id, &["developer".into()])
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // Backend memberships.
+    store
+        .create_backend(&NewBackend {
+            slug: "tpp".into(),
+            name: "TPP".into(),
+        })
+        .await
+        .unwrap();
+    store.add_backend_member("tpp", alice.id).await.unwrap();
+    store.add_backend_member("tpp", alice.id).await.unwrap();
+    assert_eq!(
+        store.user_backends(alice.id).await.unwrap(),
+        vec!["tpp".to_string()]
+    );
+    assert!(matches!(
+        store.add_backend_member("nowhere", alice.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    store.remove_backend_member("tpp", alice.id).await.unwrap();
+    assert!(store.user_backends(alice.id).await.unwrap().is_empty());
+
+    // Deleting the user takes its tokens and memberships with it.
+    store.add_backend_member("tpp", alice.id).await.unwrap();
+    store.create_user_token(alice.id, "again").await.unwrap();
+    store.delete_user(alice.id).await.unwrap();
+    assert!(store.list_user_tokens(alice.id).await.unwrap().is_empty());
+    assert!(store.user_backends(alice.id).await.unwrap().is_empty());
+}
+
+async fn batched_updates_and_lookups(db: &TestDb) {
+    let store = &db.store;
+    let created = store
+        .create_job_request(request("batch", &["a", "b", "c"]), jobs(&["a", "b", "c"]))
+        .await
+        .unwrap();
+    let ids: Vec<String> = created.jobs.iter().map(|j| j.id.clone()).collect();
+    let mut found = store.get_jobs(&ids).await.unwrap();
+    found.sort_by(|x, y| x.action.cmp(&y.action));
+    assert_eq!(found, created.jobs);
+    assert!(
+        store
+            .get_jobs(&["nope".to_string()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // One batch: a waits, b starts with its task, c is unchanged (skipped).
+    let task = NewTask {
+        id: runjob_task_id(&ids[1], 1),
+        backend: "test".into(),
+        task_type: TaskType::RunJob,
+        definition: json!({"id": ids[1]}),
+    };
+    let done = store
+        .update_jobs(vec![
+            JobUpdate::code(
+                &ids[0],
+                StatusCode::WaitingOnWorkers,
+                "Waiting on available workers",
+            ),
+            JobUpdate {
+                insert_task: Some(task.clone()),
+                ..JobUpdate::code(
+                    &ids[1],
+                    StatusCode::Initiated,
+                    "Job executing on the backend",
+                )
+            },
+            JobUpdate::code(&ids[2], StatusCode::Created, "Created"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(done[0].job.status_code, StatusCode::WaitingOnWorkers);
+    assert_eq!(done[1].job.state, State::Running);
+    assert!(store.get_task(&task.id).await.unwrap().unwrap().active);
+
+    // All or nothing: a failing update rolls back the whole batch.
+    let err = store
+        .update_jobs(vec![
+            JobUpdate::code(
+                &ids[0],
+                StatusCode::WaitingOnDependencies,
+                "Waiting on dependencies",
+            ),
+            JobUpdate {
+                insert_task: Some(task),
+                ..JobUpdate::code(
+                    &ids[2],
+                    StatusCode::Initiated,
+                    "Job executing on the backend",
+                )
+            },
+        ])
+        .await;
+    assert!(matches!(err, Err(Error::AlreadyExists { .. })), "{err:?}");
+    let a = store.get_job(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(a.status_code, StatusCode::WaitingOnWorkers);
+    let c = store.get_job(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(c.state, State::Pending);
+    assert!(store.update_jobs(vec![]).await.unwrap().is_empty());
 }

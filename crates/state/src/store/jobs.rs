@@ -403,6 +403,79 @@ impl Store {
         Ok(UpdatedJob { job, change })
     }
 
+    /// Applies several updates, each as [`Store::update_job`] would, in one
+    /// transaction: all or none are written. Updates that would write nothing
+    /// are skipped (and not returned). The controller batches the decisions of
+    /// one scheduling pass this way, so many small transitions cost one
+    /// commit (and, on SQLite, one acquisition of the write lock).
+    pub async fn update_jobs(&self, updates: Vec<JobUpdate>) -> Result<Vec<UpdatedJob>> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let engine = tx.engine();
+        let now = now();
+        let mut done = Vec::with_capacity(updates.len());
+        for update in updates {
+            let row: Option<JobRow> = tx
+                .fetch_optional(
+                    Sql::new(format!(
+                        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1{}",
+                        for_update(engine)
+                    ))
+                    .bind(&update.job_id),
+                )
+                .await?;
+            let mut job =
+                Job::try_from(row.ok_or_else(|| Error::not_found("job", &update.job_id))?)?;
+            let change = set_code(
+                &mut job,
+                update.code,
+                &update.message,
+                update.timestamp_ns,
+                now,
+            )?;
+            let writes_extra = update.outputs.is_some()
+                || update.insert_task.is_some()
+                || update.deactivate_task.is_some();
+            if let Some(outputs) = update.outputs {
+                job.outputs = Some(outputs);
+            }
+            if !change.is_write() && !writes_extra {
+                continue;
+            }
+            write_job(&mut tx, &job).await?;
+            if let Some(task) = &update.insert_task {
+                super::tasks::insert_task(&mut tx, task, to_ns(now)).await?;
+            }
+            if let Some(task_id) = &update.deactivate_task
+                && !super::tasks::deactivate_task(&mut tx, task_id, to_ns(now)).await?
+            {
+                return Err(Error::not_found("task", task_id));
+            }
+            done.push(UpdatedJob { job, change });
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The jobs with these ids (those that exist), in no particular order.
+    pub async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut conn = self.pool.acquire().await?;
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("");
+            let placeholders: Vec<String> = chunk.iter().map(|id| sql.push(id)).collect();
+            sql.text = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({})",
+                placeholders.join(", ")
+            )
+            .into();
+            out.extend(rows::jobs(conn.fetch_all(sql).await?)?);
+        }
+        Ok(out)
+    }
+
     /// Flags the pending or running jobs of `actions` in request
     /// `job_request_id` as cancelled; the scheduler then stops them and sets
     /// `cancelled_by_user`. Finished jobs are left alone (unlike the

@@ -1,5 +1,6 @@
 //! [`Store`]: the storage interface, on SQLite or PostgreSQL.
 
+mod access;
 mod admin;
 mod flags;
 mod jobs;
