@@ -696,13 +696,6 @@ impl DockerExecutor {
                 let written = record::write_logs(&config, &job2, &log, &meta, completed)?;
                 tracing::info!(job = %job2.id, path = %written.display(), "logs written");
             }
-            if completed {
-                // Outputs and logs reach the disk before the metadata says "finalized".
-                let high = config.high_privacy_workspace(&job2.workspace);
-                if let Ok(dir) = std::fs::File::open(&high) {
-                    let _ = rustix::fs::syncfs(&dir);
-                }
-            }
             record::write_metadata(&config, &job2, &meta)
         })
         .await?;

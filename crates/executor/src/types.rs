@@ -430,8 +430,17 @@ pub struct JobResults {
 impl JobResults {
     /// The form that may leave the backend: no file names at all.
     pub fn redacted(&self) -> RedactedResults {
-        let has_unmatched =
-            !self.unmatched_patterns.is_empty() || !self.unmatched_outputs.is_empty();
+        // Our messages name files only when listing unmatched patterns, but
+        // check against every name we know, so none can slip through.
+        let names_a_file = |text: &str| {
+            self.unmatched_patterns
+                .iter()
+                .chain(&self.unmatched_outputs)
+                .chain(self.outputs.keys())
+                .chain(self.skipped_outputs.keys())
+                .chain(self.level4_excluded_files.keys())
+                .any(|name| text.contains(name.as_str()))
+        };
         RedactedResults {
             exit_code: self.exit_code,
             oom_killed: self.oom_killed,
@@ -442,11 +451,7 @@ impl JobResults {
             level4_excluded_count: self.level4_excluded_files.len(),
             has_skipped_outputs: !self.skipped_outputs.is_empty(),
             output_count: self.outputs.len(),
-            status_message: if has_unmatched {
-                None
-            } else {
-                self.status_message.clone()
-            },
+            status_message: self.status_message.clone().filter(|m| !names_a_file(m)),
             timestamp_ns: self.timestamp_ns,
             image_id: self.image_id.clone(),
         }
