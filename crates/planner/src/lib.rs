@@ -33,6 +33,9 @@
 //! plan, or already pending/running, also for other requests
 //! ([`NewJob::wait_for_job_ids`]). It requires the outputs of all its needs.
 //! Its id is deterministic ([`job_id`]). A diamond gets one job per action.
+//! Each job says why it runs ([`RunReason`]), and carries its shell-quoted
+//! run command, text-compatible with job-runner's
+//! ([`NewJob::run_command`]; [`JobRequest::dummy_data`] for local runs).
 //!
 //! When nothing needs to run, the answer is [`NothingToDo::AllSucceeded`]
 //! (`All actions have already completed successfully`) for `run_all`, else
