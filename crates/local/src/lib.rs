@@ -38,7 +38,9 @@ use futures_util::StreamExt as _;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use warden_executor::{Executor, ExecutorError, Finalize, JobDefinition, JobResults, Outcome as ExecOutcome};
+use warden_executor::{
+    Executor, ExecutorError, Finalize, JobDefinition, JobResults, Outcome as ExecOutcome,
+};
 use warden_pipeline::{Pipeline, Report};
 use warden_planner::{JobRequest as PlanRequest, JobState, Plan, PlanError, PriorJob};
 use warden_state::{Job, JobRequestStatus, JobUpdate, NewJob, NewJobRequest, StatusCode, Store};
@@ -145,7 +147,9 @@ impl Outcome {
     pub fn all_succeeded(&self) -> bool {
         match self {
             Outcome::NothingToDo(_) => true,
-            Outcome::Ran { jobs, cancelled, .. } => !cancelled && jobs.iter().all(JobSummary::succeeded),
+            Outcome::Ran {
+                jobs, cancelled, ..
+            } => !cancelled && jobs.iter().all(JobSummary::succeeded),
         }
     }
 }
@@ -232,11 +236,7 @@ pub fn load_project(dir: &Path) -> Result<(Pipeline, String), RunError> {
     };
     match warden_pipeline::load(&text) {
         Ok(p) => Ok((p, text)),
-        Err(report) => Err(RunError::InvalidProject {
-            path,
-            text,
-            report: Box::new(report),
-        }),
+        Err(report) => Err(RunError::InvalidProject { path, text, report }),
     }
 }
 
@@ -417,7 +417,8 @@ enum Slot {
 /// at a time. Returns summaries in plan order and whether the run was cancelled.
 async fn schedule(ctx: &Arc<Ctx>, jobs: Vec<Job>) -> (Vec<JobSummary>, bool) {
     let ids: HashSet<String> = jobs.iter().map(|j| j.id.clone()).collect();
-    let mut slots: HashMap<String, Slot> = jobs.iter().map(|j| (j.id.clone(), Slot::Waiting)).collect();
+    let mut slots: HashMap<String, Slot> =
+        jobs.iter().map(|j| (j.id.clone(), Slot::Waiting)).collect();
     let mut summaries: HashMap<String, JobSummary> = HashMap::new();
     let mut running: JoinSet<JobSummary> = JoinSet::new();
     let concurrency = ctx.opts.concurrency.max(1);
@@ -443,13 +444,19 @@ async fn schedule(ctx: &Arc<Ctx>, jobs: Vec<Job>) -> (Vec<JobSummary>, bool) {
                     ctx.set(job, StatusCode::DependencyFailed, msg).await;
                     ctx.status(&job.action, msg);
                     slots.insert(job.id.clone(), Slot::Failed);
-                    summaries.insert(job.id.clone(), summary(job, StatusCode::DependencyFailed, msg, None, None));
+                    summaries.insert(
+                        job.id.clone(),
+                        summary(job, StatusCode::DependencyFailed, msg, None, None),
+                    );
                     progressed = true;
                     continue;
                 }
                 if stopping || cancelled {
                     let (code, msg) = if cancelled {
-                        (StatusCode::CancelledByUser, "Cancelled by user before it started")
+                        (
+                            StatusCode::CancelledByUser,
+                            "Cancelled by user before it started",
+                        )
                     } else {
                         (
                             StatusCode::CancelledByUser,
@@ -508,7 +515,10 @@ async fn schedule(ctx: &Arc<Ctx>, jobs: Vec<Job>) -> (Vec<JobSummary>, bool) {
         if !summaries.contains_key(&job.id) {
             let msg = "Internal error: the job's runner stopped unexpectedly";
             ctx.set(job, StatusCode::InternalError, msg).await;
-            summaries.insert(job.id.clone(), summary(job, StatusCode::InternalError, msg, None, None));
+            summaries.insert(
+                job.id.clone(),
+                summary(job, StatusCode::InternalError, msg, None, None),
+            );
         }
     }
     let ordered = jobs
@@ -518,7 +528,13 @@ async fn schedule(ctx: &Arc<Ctx>, jobs: Vec<Job>) -> (Vec<JobSummary>, bool) {
     (ordered, cancelled)
 }
 
-fn summary(job: &Job, code: StatusCode, message: &str, results: Option<JobResults>, log: Option<PathBuf>) -> JobSummary {
+fn summary(
+    job: &Job,
+    code: StatusCode,
+    message: &str,
+    results: Option<JobResults>,
+    log: Option<PathBuf>,
+) -> JobSummary {
     JobSummary {
         action: job.action.clone(),
         job_id: job.id.clone(),
@@ -543,17 +559,20 @@ async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
         &ctx.dir,
     );
     def.args = parts.into_iter().skip(1).collect();
-    def.env.insert("OPENSAFELY_BACKEND".into(), "expectations".into());
+    def.env
+        .insert("OPENSAFELY_BACKEND".into(), "expectations".into());
     def.code_exclude = ctx.exclude.clone();
     def.cpu_count = ctx.opts.cpu_count;
     def.memory_limit = ctx.opts.memory_limit;
     def.created_by = Some(ctx.opts.created_by.clone());
     def.repo_url = Some(ctx.dir.display().to_string());
-    def.labels.insert("warden.request".into(), ctx.request_id.clone());
+    def.labels
+        .insert("warden.request".into(), ctx.request_id.clone());
     if let Some(action) = ctx.pipeline.actions.get(&job.action) {
         for (level, entries) in action.outputs.levels() {
             for pattern in entries.values() {
-                def.output_spec.insert(pattern.clone(), executor_level(level));
+                def.output_spec
+                    .insert(pattern.clone(), executor_level(level));
             }
         }
     }
@@ -566,7 +585,10 @@ async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
     let by_action: HashMap<&str, &Job> = latest.iter().map(|j| (j.action.as_str(), j)).collect();
     let mut inputs = BTreeMap::new();
     for need in &job.requires_outputs_from {
-        if let Some(outputs) = by_action.get(need.as_str()).and_then(|j| j.outputs.as_ref()) {
+        if let Some(outputs) = by_action
+            .get(need.as_str())
+            .and_then(|j| j.outputs.as_ref())
+        {
             for path in outputs.keys() {
                 inputs.insert(path.clone(), ());
             }
@@ -578,7 +600,9 @@ async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
 
 fn executor_level(level: warden_pipeline::PrivacyLevel) -> warden_executor::PrivacyLevel {
     match level {
-        warden_pipeline::PrivacyLevel::HighlySensitive => warden_executor::PrivacyLevel::HighlySensitive,
+        warden_pipeline::PrivacyLevel::HighlySensitive => {
+            warden_executor::PrivacyLevel::HighlySensitive
+        }
         warden_pipeline::PrivacyLevel::ModeratelySensitive => {
             warden_executor::PrivacyLevel::ModeratelySensitive
         }
@@ -676,7 +700,13 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
     ctx.record(update).await;
     ctx.status(&action, &message);
     let log = ctx.dir.join("metadata").join(format!("{action}.log"));
-    summary(&job, code, &message, Some(results), log.is_file().then_some(log))
+    summary(
+        &job,
+        code,
+        &message,
+        Some(results),
+        log.is_file().then_some(log),
+    )
 }
 
 /// Records an executor failure as the job's final state, keeping the error's
@@ -690,9 +720,15 @@ async fn fail(ctx: &Ctx, job: &Job, def: Option<&JobDefinition>, error: String) 
     }
     let mut results = None;
     if let Some(def) = def {
-        match ctx.executor.finalize(def, Finalize::Error(error.clone())).await {
+        match ctx
+            .executor
+            .finalize(def, Finalize::Error(error.clone()))
+            .await
+        {
             Ok(r) => results = Some(r),
-            Err(e) => tracing::warn!(error = %e, "could not record the error in the job's metadata"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the error in the job's metadata")
+            }
         }
         ctx.executor.cleanup(def).await;
     }

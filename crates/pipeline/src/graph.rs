@@ -50,10 +50,10 @@ impl Pipeline {
             }
             let (_, action) = self.actions.get_index(i).expect("index in range");
             for need in &action.needs {
-                if let Some(j) = self.actions.get_index_of(need.as_str()) {
-                    if !wanted[j] {
-                        stack.push(j);
-                    }
+                if let Some(j) = self.actions.get_index_of(need.as_str())
+                    && !wanted[j]
+                {
+                    stack.push(j);
                 }
             }
         }
@@ -74,12 +74,12 @@ impl Pipeline {
         for (i, action) in self.actions.values().enumerate() {
             let mut seen = Vec::new();
             for need in &action.needs {
-                if let Some(j) = self.actions.get_index_of(need.as_str()) {
-                    if !seen.contains(&j) {
-                        seen.push(j);
-                        indegree[i] += 1;
-                        dependants[j].push(i);
-                    }
+                if let Some(j) = self.actions.get_index_of(need.as_str())
+                    && !seen.contains(&j)
+                {
+                    seen.push(j);
+                    indegree[i] += 1;
+                    dependants[j].push(i);
                 }
             }
         }
@@ -102,7 +102,12 @@ impl Pipeline {
         let ids = node_ids(self);
         let mut out = String::from("graph LR\n");
         for (name, action) in &self.actions {
-            let _ = writeln!(out, "    {}[\"{}\"]", ids[name.as_str()], escape_label(name));
+            let _ = writeln!(
+                out,
+                "    {}[\"{}\"]",
+                ids[name.as_str()],
+                escape_label(name)
+            );
             for need in &action.needs {
                 if let Some(from) = ids.get(need.as_str()) {
                     let _ = writeln!(out, "    {from} --> {}", ids[name.as_str()]);

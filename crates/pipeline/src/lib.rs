@@ -36,10 +36,10 @@ pub use model::{
 pub use validate::{LEVEL4_FILE_TYPES, check};
 
 /// Parses and validates, returning the pipeline or the report of what is wrong.
-pub fn load(source: &str) -> Result<Pipeline, Report> {
+pub fn load(source: &str) -> Result<Pipeline, Box<Report>> {
     let mut report = check(source);
     match report.pipeline.take() {
         Some(p) if report.errors.is_empty() => Ok(p),
-        _ => Err(report),
+        _ => Err(Box::new(report)),
     }
 }

@@ -104,7 +104,10 @@ pub fn is_database_action(args: &[String]) -> bool {
         "sqlrunner" => true,
         "ehrql" => matches!(command, Some("generate-dataset" | "generate-measures")),
         "cohortextractor" => {
-            matches!(command, Some("generate_cohort" | "generate_codelist_report"))
+            matches!(
+                command,
+                Some("generate_cohort" | "generate_codelist_report")
+            )
         }
         "databuilder" => matches!(command, Some("generate-dataset")),
         _ => false,

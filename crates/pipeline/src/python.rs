@@ -83,8 +83,16 @@ pub fn py_float(s: &str) -> Option<f64> {
     }
     let mut text = format!(
         "{}.{}",
-        if int_clean.is_empty() { "0" } else { &int_clean },
-        if frac_clean.is_empty() { "0" } else { &frac_clean }
+        if int_clean.is_empty() {
+            "0"
+        } else {
+            &int_clean
+        },
+        if frac_clean.is_empty() {
+            "0"
+        } else {
+            &frac_clean
+        }
     );
     if let Some(e) = exponent {
         let (esign, edigits) = match e.as_bytes().first()? {
@@ -124,7 +132,11 @@ pub fn float_repr(x: f64) -> String {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if x == 0.0 {
-        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if x.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let sci = format!("{:e}", x.abs());
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -139,7 +151,11 @@ pub fn float_repr(x: f64) -> String {
         } else if decpt >= n {
             format!("{}{}.0", digits, "0".repeat((decpt - n) as usize))
         } else {
-            format!("{}.{}", &digits[..decpt as usize], &digits[decpt as usize..])
+            format!(
+                "{}.{}",
+                &digits[..decpt as usize],
+                &digits[decpt as usize..]
+            )
         };
         format!("{sign}{body}")
     } else {
@@ -151,6 +167,37 @@ pub fn float_repr(x: f64) -> String {
         let e = decpt - 1;
         format!("{sign}{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
     }
+}
+
+/// Python's `repr(str)`: single quotes unless the text has a single quote and
+/// no double quote; backslash escapes for quotes, backslashes and control
+/// characters.
+pub fn str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// Python's `str()` of a YAML timestamp (`date` or `datetime`).
@@ -292,7 +339,18 @@ mod tests {
         assert!(py_float("nAn").unwrap().is_nan());
         assert_eq!(py_float("\u{665}"), Some(5.0));
         assert_eq!(py_float(".5"), Some(0.5));
-        for bad in ["0x5", "yes", "", ".", "1e", "_1", "1__0", "1_", "2020-01-01", "1.2.3"] {
+        for bad in [
+            "0x5",
+            "yes",
+            "",
+            ".",
+            "1e",
+            "_1",
+            "1__0",
+            "1_",
+            "2020-01-01",
+            "1.2.3",
+        ] {
             assert_eq!(py_float(bad), None, "{bad}");
         }
     }

@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use indexmap::IndexMap;
 
 use crate::diagnostic::{Diagnostic, DiagnosticKind, Report, Span};
-use crate::model::{Action, Command, Expectations, Outputs, Pipeline, PrivacyLevel, RUN_ALL_COMMAND};
+use crate::model::{
+    Action, Command, Expectations, Outputs, Pipeline, PrivacyLevel, RUN_ALL_COMMAND,
+};
 use crate::python::{self, ShlexError};
 use crate::yaml::{self, Node, Value};
 
@@ -62,8 +64,11 @@ impl Checker {
     }
 
     fn crash(&mut self, message: impl Into<String>, span: Span) {
-        self.errors
-            .push(Diagnostic::new(DiagnosticKind::ReferenceCrash, message, span));
+        self.errors.push(Diagnostic::new(
+            DiagnosticKind::ReferenceCrash,
+            message,
+            span,
+        ));
     }
 
     fn extra(&mut self, message: impl Into<String>, span: Span) {
@@ -118,11 +123,16 @@ fn key_name(node: &Node) -> Option<String> {
 fn string_keys(c: &mut Checker, map: &[(Node, Node)], what: &str) -> bool {
     for (k, _) in map {
         if k.value.as_str().is_none() {
+            let type_name = k.value.type_name();
+            let article = if type_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             c.crash(
                 format!(
-                    "{what} keys must be text, but `{}` is a {}",
+                    "{what} keys must be text, but `{}` is {article} {type_name}",
                     k.value.python_str().unwrap_or_else(|| "…".into()),
-                    k.value.type_name()
                 ),
                 k.span,
             );
@@ -157,10 +167,18 @@ fn check_root(c: &mut Checker, root: &Node) -> Option<Pipeline> {
     let unknown: Vec<&Node> = map
         .iter()
         .map(|(k, _)| k)
-        .filter(|k| !matches!(k.value.as_str(), Some("version" | "actions" | "expectations")))
+        .filter(|k| {
+            !matches!(
+                k.value.as_str(),
+                Some("version" | "actions" | "expectations")
+            )
+        })
         .collect();
     if !unknown.is_empty() {
-        let msg = format!("Unexpected parameters ({}) in project", unexpected(&unknown));
+        let msg = format!(
+            "Unexpected parameters ({}) in project",
+            unexpected(&unknown)
+        );
         if unknown.iter().any(|k| k.value.as_str() == Some("cls")) {
             c.crash(msg, unknown[0].span);
         } else {
@@ -183,7 +201,10 @@ fn check_root(c: &mut Checker, root: &Node) -> Option<Pipeline> {
     let v = match version_float(&version_node.value) {
         Ok(v) => v,
         Err(VersionError::NotANumber) => {
-            c.error("`version` must be a number between 1 and 5", version_node.span);
+            c.error(
+                "`version` must be a number between 1 and 5",
+                version_node.span,
+            );
             return None;
         }
         Err(VersionError::Overflow) => {
@@ -202,7 +223,10 @@ fn check_root(c: &mut Checker, root: &Node) -> Option<Pipeline> {
     }
     if v > LATEST_VERSION {
         c.crash(
-            format!("The latest version is v5, but got v{}", python::float_repr(v)),
+            format!(
+                "The latest version is v5, but got v{}",
+                python::float_repr(v)
+            ),
             version_node.span,
         );
         return None;
@@ -226,21 +250,22 @@ fn check_root(c: &mut Checker, root: &Node) -> Option<Pipeline> {
     // 7. Each action, fully, in document order.
     let mut built: Vec<(Action, &Node)> = Vec::with_capacity(actions_map.len());
     let mut names: Vec<(String, Span)> = Vec::with_capacity(actions_map.len());
-    let mut action_needs: Vec<(usize, Vec<(String, Span)>)> = Vec::new();
+    let mut string_named: HashSet<String> = HashSet::with_capacity(actions_map.len());
+    let mut action_needs: Vec<(usize, Vec<NeedRef>)> = Vec::new();
     for (key, value) in actions_map {
         let Some(id) = key_name(key) else {
-            c.crash(
-                "action names must be text, not a list or a mapping",
-                key.span,
-            );
+            c.crash("action names must be text, not a mapping", key.span);
             continue;
         };
         let index = names.len();
         names.push((id.clone(), key.span));
+        if matches!(key.value, Value::Str(_)) {
+            string_named.insert(id.clone());
+        }
         if let Some((action, needs)) = check_action(c, &id, key, value, features) {
             action_needs.push((index, needs));
             built.push((action, value));
-        } else if let Some(needs) = value.get("needs").and_then(|n| needs_items(n)) {
+        } else if let Some(needs) = value.get("needs").and_then(needs_items) {
             action_needs.push((index, needs));
         }
     }
@@ -303,19 +328,35 @@ fn check_root(c: &mut Checker, root: &Node) -> Option<Pipeline> {
             }
         }
     }
-    // 12. Unknown needs.
+    // 12. Unknown needs. A string names an action whose key is that string; an
+    // integer names the action of that number, whatever its key's type.
     let known: HashSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
     let mut unknown_needs = false;
     for (index, needs) in &action_needs {
-        for (need, span) in needs {
-            if !need.contains(' ') && !known.contains(need.as_str()) {
+        for need in needs {
+            let found = match need.kind {
+                NeedKind::Str => string_named.contains(&need.name),
+                NeedKind::Int => known.contains(need.name.as_str()),
+                NeedKind::Unhashable(type_name) => {
+                    unknown_needs = true;
+                    c.crash(
+                        format!(
+                            "`needs` for action {} must list action names, but one item is a {type_name}",
+                            names[*index].0
+                        ),
+                        need.span,
+                    );
+                    continue;
+                }
+            };
+            if !found && !need.name.contains(' ') {
                 unknown_needs = true;
                 c.error(
                     format!(
-                        "Action `{}` references an unknown action in its `needs` list: {need}",
-                        names[*index].0
+                        "Action `{}` references an unknown action in its `needs` list: {}",
+                        names[*index].0, need.name
                     ),
-                    *span,
+                    need.span,
                 );
             }
         }
@@ -331,10 +372,8 @@ fn check_root(c: &mut Checker, root: &Node) -> Option<Pipeline> {
     if !c.errors.is_empty() {
         return None;
     }
-    let actions: IndexMap<String, Action> = built
-        .into_iter()
-        .map(|(a, _)| (a.id.clone(), a))
-        .collect();
+    let actions: IndexMap<String, Action> =
+        built.into_iter().map(|(a, _)| (a.id.clone(), a)).collect();
     Some(Pipeline {
         version: v,
         actions,
@@ -389,25 +428,51 @@ fn output_span(action: &Node, level: PrivacyLevel, pattern: &str) -> Span {
         .unwrap_or(action.span)
 }
 
-/// The names in a `needs` list, for the graph, when it is a list of names.
-fn needs_items(node: &Node) -> Option<Vec<(String, Span)>> {
+/// One item of a `needs` list.
+#[derive(Debug, Clone)]
+struct NeedRef {
+    /// The action name it refers to (Python `str()` of the item).
+    name: String,
+    /// How the item was written.
+    kind: NeedKind,
+    span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NeedKind {
+    /// A string: refers to an action whose key is that string.
+    Str,
+    /// An integer: refers to the action of that number (a real study names
+    /// actions `2019:` and needs `[2019]`; the reference crashes on it).
+    Int,
+    /// A list or mapping: the reference crashes on it when it looks it up.
+    Unhashable(&'static str),
+}
+
+/// A `needs` item; `None` for items the reference crashes on at once (null,
+/// floats, booleans: `" " in item` raises).
+fn need_ref(item: &Node) -> Option<NeedRef> {
+    let (name, kind) = match &item.value {
+        Value::Str(s) => (s.clone(), NeedKind::Str),
+        Value::Int(_) | Value::BigInt(_) => (item.value.python_str()?, NeedKind::Int),
+        Value::Seq(_) | Value::Map(_) => {
+            (String::new(), NeedKind::Unhashable(item.value.type_name()))
+        }
+        _ => return None,
+    };
+    Some(NeedRef {
+        name,
+        kind,
+        span: item.span,
+    })
+}
+
+/// The items of a `needs` list that are names, for the graph.
+fn needs_items(node: &Node) -> Option<Vec<NeedRef>> {
     let Value::Seq(items) = &node.value else {
         return None;
     };
-    items
-        .iter()
-        .map(|i| need_name(i).map(|n| (n, i.span)))
-        .collect()
-}
-
-/// A `needs` item as an action name: strings, and integers (a real study names
-/// actions `2019:` and needs `[2019]`).
-fn need_name(item: &Node) -> Option<String> {
-    match &item.value {
-        Value::Str(s) => Some(s.clone()),
-        Value::Int(_) | Value::BigInt(_) => item.value.python_str(),
-        _ => None,
-    }
+    Some(items.iter().filter_map(need_ref).collect())
 }
 
 const ACTION_KEYS: [&str; 5] = ["run", "outputs", "needs", "config", "dummy_data_file"];
@@ -418,7 +483,7 @@ fn check_action(
     key: &Node,
     value: &Node,
     features: Features,
-) -> Option<(Action, Vec<(String, Span)>)> {
+) -> Option<(Action, Vec<NeedRef>)> {
     let before = c.errors.len();
     // a. `run_all` is reserved.
     if id == RUN_ALL_COMMAND {
@@ -437,13 +502,14 @@ fn check_action(
     let Some(map) = value.as_map() else {
         c.error(
             format!("Configuration for action {id} must be a dictionary of key/value pairs"),
-            if value.is_null() { key.span } else { value.span },
+            if value.is_null() {
+                key.span
+            } else {
+                value.span
+            },
         );
         return None;
     };
-    if !string_keys(c, map, &format!("Action {id}'s")) {
-        return None;
-    }
     // c. `run` then `outputs` present.
     let run = value.get("run");
     let outputs = value.get("outputs");
@@ -462,6 +528,9 @@ fn check_action(
         return None;
     }
     let (run, outputs) = (run?, outputs?);
+    if !string_keys(c, map, &format!("Action {id}'s")) {
+        return None;
+    }
     // d1. Unknown keys.
     let unknown: Vec<&Node> = map
         .iter()
@@ -469,7 +538,10 @@ fn check_action(
         .filter(|k| !ACTION_KEYS.contains(&k.value.as_str().unwrap_or("")))
         .collect();
     if !unknown.is_empty() {
-        let msg = format!("Unexpected parameters ({}) in action {id}", unexpected(&unknown));
+        let msg = format!(
+            "Unexpected parameters ({}) in action {id}",
+            unexpected(&unknown)
+        );
         if unknown
             .iter()
             .any(|k| matches!(k.value.as_str(), Some("action_id" | "cls")))
@@ -503,24 +575,24 @@ fn check_action(
         );
     }
     let config_node = value.get("config");
-    if let Some(cfg) = config_node {
-        if !cfg.is_null() && cfg.as_map().is_none() {
-            c.error(
-                format!(
-                    "`config` section for action {id} must be a dictionary of key/value pairs"
-                ),
-                cfg.span,
-            );
-        }
+    if let Some(cfg) = config_node
+        && !cfg.is_null()
+        && cfg.as_map().is_none()
+    {
+        c.error(
+            format!("`config` section for action {id} must be a dictionary of key/value pairs"),
+            cfg.span,
+        );
     }
     let dummy_node = value.get("dummy_data_file");
-    if let Some(d) = dummy_node {
-        if !d.is_null() && d.value.as_str().is_none() {
-            c.error(
-                format!("`dummy_data_file` section for action {id} must be a string"),
-                d.span,
-            );
-        }
+    if let Some(d) = dummy_node
+        && !d.is_null()
+        && d.value.as_str().is_none()
+    {
+        c.error(
+            format!("`dummy_data_file` section for action {id} must be a string"),
+            d.span,
+        );
     }
     // d7. Outputs.
     let parsed_outputs = if outputs_ok {
@@ -534,22 +606,23 @@ fn check_action(
         command = check_run(c, id, raw, run.span);
     }
     // d9. Needs items.
-    let mut needs: Vec<(String, Span)> = Vec::new();
+    let mut needs: Vec<NeedRef> = Vec::new();
     if let Some(Value::Seq(items)) = needs_node.map(|n| &n.value) {
         let mut reported_space = false;
         for item in items {
-            match need_name(item) {
-                Some(name) => {
-                    if name.contains(' ') && !reported_space {
+            match need_ref(item) {
+                Some(need) => {
+                    if need.name.contains(' ') && !reported_space {
                         reported_space = true;
                         c.error(
                             format!(
-                                "`needs` actions should be separated with commas, but {id} needs `{name}`"
+                                "`needs` actions should be separated with commas, but {id} needs `{}`",
+                                need.name
                             ),
                             item.span,
                         );
                     }
-                    needs.push((name, item.span));
+                    needs.push(need);
                 }
                 None => c.crash(
                     format!(
@@ -588,13 +661,12 @@ fn check_action(
                 .iter()
                 .any(|p| p == "--output-dir" || p.starts_with("--output-dir="));
             if dirs.len() != 1 && !has_output_dir {
-                let mut msg = format!(
-                    "generate_cohort command should produce output in only one directory, found {}:",
-                    dirs.len()
+                let listed: Vec<String> = dirs.iter().map(|d| format!(" - {d}/")).collect();
+                let msg = format!(
+                    "generate_cohort command should produce output in only one directory, found {}:\n{}",
+                    dirs.len(),
+                    listed.join("\n")
                 );
-                for d in &dirs {
-                    msg.push_str(&format!("\n - {d}/"));
-                }
                 c.error(msg, outputs.span);
             }
         }
@@ -642,16 +714,14 @@ fn check_action(
     if c.errors.len() > before {
         return None;
     }
-    let config = config_node
-        .filter(|n| !n.is_null())
-        .map(node_to_json);
+    let config = config_node.filter(|n| !n.is_null()).map(node_to_json);
     let dummy_data_file = dummy_node.and_then(|n| n.value.as_str().map(str::to_string));
     Some((
         Action {
             id: id.to_string(),
             run: command,
             outputs: outputs_model,
-            needs: needs.iter().map(|(n, _)| n.clone()).collect(),
+            needs: needs.iter().map(|n| n.name.clone()).collect(),
             config,
             dummy_data_file,
             line: key.span.start.line,
@@ -684,7 +754,10 @@ fn check_outputs(c: &mut Checker, id: &str, outputs: &Node) -> Option<Outputs> {
             "Unexpected parameters ({}) in `outputs` section for action {id}",
             unexpected(&unknown)
         );
-        if unknown.iter().any(|k| k.value.as_str() == Some("action_id")) {
+        if unknown
+            .iter()
+            .any(|k| k.value.as_str() == Some("action_id"))
+        {
             c.crash(msg, unknown[0].span);
         } else {
             c.error(msg, unknown[0].span);
@@ -709,7 +782,11 @@ fn check_outputs(c: &mut Checker, id: &str, outputs: &Node) -> Option<Outputs> {
             let Some(pattern) = value.value.as_str() else {
                 c.error(
                     format!("`{name}` output for action {id} must be a string"),
-                    if value.is_null() { name_node.span } else { value.span },
+                    if value.is_null() {
+                        name_node.span
+                    } else {
+                        value.span
+                    },
                 );
                 continue;
             };
@@ -841,7 +918,11 @@ fn split_directory_and_extension(spec: &str) -> Option<(String, String)> {
     let norm = pure_posix(spec);
     let (parent, name) = match norm.rfind('/') {
         Some(i) if norm.len() > 1 => (
-            if i == 0 { "/".to_string() } else { norm[..i].to_string() },
+            if i == 0 {
+                "/".to_string()
+            } else {
+                norm[..i].to_string()
+            },
             norm[i + 1..].to_string(),
         ),
         _ => (".".to_string(), norm.clone()),
@@ -973,9 +1054,16 @@ pub fn pure_posix(p: &str) -> String {
     } else {
         ""
     };
-    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
     if parts.is_empty() {
-        return if root.is_empty() { ".".into() } else { root.into() };
+        return if root.is_empty() {
+            ".".into()
+        } else {
+            root.into()
+        };
     }
     format!("{root}{}", parts.join("/"))
 }
@@ -1134,7 +1222,11 @@ fn check_expectations(
     }
     let n = match &size.value {
         Value::Int(i) => Some(*i),
-        Value::BigInt(s) => Some(if s.starts_with('-') { i128::MIN } else { i128::MAX }),
+        Value::BigInt(s) => Some(if s.starts_with('-') {
+            i128::MIN
+        } else {
+            i128::MAX
+        }),
         Value::Bool(b) => Some(i128::from(*b)),
         Value::Float(f) if f.is_infinite() => {
             c.crash(
@@ -1149,7 +1241,10 @@ fn check_expectations(
         _ => None,
     };
     let Some(n) = n else {
-        c.error("Project expectations population size must be a number", size.span);
+        c.error(
+            "Project expectations population size must be a number",
+            size.span,
+        );
         return None;
     };
     Some(Expectations {
@@ -1158,7 +1253,7 @@ fn check_expectations(
 }
 
 /// Finds cycles in `needs` (self-needs included) and reports each once, with its path.
-fn check_cycles(c: &mut Checker, names: &[(String, Span)], needs: &[(usize, Vec<(String, Span)>)]) {
+fn check_cycles(c: &mut Checker, names: &[(String, Span)], needs: &[(usize, Vec<NeedRef>)]) {
     let index: HashMap<&str, usize> = names
         .iter()
         .enumerate()
@@ -1166,9 +1261,9 @@ fn check_cycles(c: &mut Checker, names: &[(String, Span)], needs: &[(usize, Vec<
         .collect();
     let mut adj: Vec<Vec<(usize, Span)>> = vec![Vec::new(); names.len()];
     for (i, list) in needs {
-        for (n, span) in list {
-            if let Some(&j) = index.get(n.as_str()) {
-                adj[*i].push((j, *span));
+        for need in list {
+            if let Some(&j) = index.get(need.name.as_str()) {
+                adj[*i].push((j, need.span));
             }
         }
     }
@@ -1191,8 +1286,10 @@ fn check_cycles(c: &mut Checker, names: &[(String, Span)], needs: &[(usize, Vec<
                     }
                     1 => {
                         let from = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
-                        let mut path: Vec<&str> =
-                            stack[from..].iter().map(|(n, _)| names[*n].0.as_str()).collect();
+                        let mut path: Vec<&str> = stack[from..]
+                            .iter()
+                            .map(|(n, _)| names[*n].0.as_str())
+                            .collect();
                         path.push(names[to].0.as_str());
                         let message = if path.len() == 2 {
                             format!("Action `{}` needs itself", names[to].0)

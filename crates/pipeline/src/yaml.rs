@@ -7,6 +7,8 @@
 //! is 17, `2020-01-01` is a date), anchors and aliases, merge keys (`<<`),
 //! duplicate-key errors and the one-document rule.
 
+use std::collections::HashMap;
+
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
 use crate::diagnostic::{Pos, Span};
@@ -73,8 +75,27 @@ impl Value {
             Value::Str(s) => s.clone(),
             Value::Timestamp(s) => crate::python::timestamp_str(s),
             Value::Tagged(s) => s.clone(),
-            Value::Seq(_) | Value::Map(_) => return None,
+            // A sequence used as a key becomes a tuple in the reference.
+            Value::Seq(items) => {
+                let reprs: Option<Vec<String>> =
+                    items.iter().map(|i| i.value.python_repr()).collect();
+                let reprs = reprs?;
+                if reprs.len() == 1 {
+                    format!("({},)", reprs[0])
+                } else {
+                    format!("({})", reprs.join(", "))
+                }
+            }
+            Value::Map(_) => return None,
         })
+    }
+
+    /// Python's `repr()` of a scalar (or tuple) value.
+    pub fn python_repr(&self) -> Option<String> {
+        match self {
+            Value::Str(s) => Some(crate::python::str_repr(s)),
+            other => other.python_str(),
+        }
     }
 
     /// The string, if this is a string.
@@ -127,40 +148,49 @@ pub struct YamlError {
 /// guard against "billion laughs" documents).
 const ALIAS_BUDGET: usize = 1_000_000;
 
-/// Maps the parser's character-based markers to byte offsets.
+/// Maps the parser's character-based markers to byte offsets in the original
+/// source (which may start with a byte-order mark the parser never sees).
 struct Positions<'a> {
-    source: &'a str,
+    /// The text given to the parser (without the BOM).
+    text: &'a str,
+    /// Bytes before `text` in the original source.
+    shift: usize,
     ascii: bool,
-    /// Byte offset of every character, built only for non-ASCII input.
+    /// Byte offset of every character of `text`, built only for non-ASCII input.
     char_bytes: Vec<usize>,
 }
 
 impl<'a> Positions<'a> {
-    fn new(source: &'a str) -> Positions<'a> {
-        let ascii = source.is_ascii();
+    fn new(text: &'a str, shift: usize) -> Positions<'a> {
+        let ascii = text.is_ascii();
         let char_bytes = if ascii {
             Vec::new()
         } else {
-            source.char_indices().map(|(b, _)| b).collect()
+            text.char_indices().map(|(b, _)| b).collect()
         };
         Positions {
-            source,
+            text,
+            shift,
             ascii,
             char_bytes,
         }
     }
 
-    fn pos(&self, m: &saphyr_parser::Marker) -> Pos {
-        let offset = if self.ascii {
-            m.index().min(self.source.len())
+    fn byte(&self, char_index: usize) -> usize {
+        let b = if self.ascii {
+            char_index.min(self.text.len())
         } else {
             self.char_bytes
-                .get(m.index())
+                .get(char_index)
                 .copied()
-                .unwrap_or(self.source.len())
+                .unwrap_or(self.text.len())
         };
+        b + self.shift
+    }
+
+    fn pos(&self, m: &saphyr_parser::Marker) -> Pos {
         Pos {
-            offset,
+            offset: self.byte(m.index()),
             line: m.line().max(1),
             column: m.col() + 1,
         }
@@ -172,50 +202,58 @@ impl<'a> Positions<'a> {
             end: self.pos(&s.end),
         }
     }
+
+    /// A position computed from a byte offset of the original source.
+    fn at_byte(&self, offset: usize) -> Pos {
+        let local = offset.saturating_sub(self.shift).min(self.text.len());
+        let before = &self.text[..local];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Pos {
+            offset: local + self.shift,
+            line,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
 }
 
 /// Parses one YAML document. An empty stream is `Ok(None)`.
 pub fn parse(source: &str) -> Result<Option<Node>, Vec<YamlError>> {
-    let positions = Positions::new(source);
+    // A byte-order mark is accepted, as the reference accepts it.
+    let text = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let positions = Positions::new(text, source.len() - text.len());
     let mut builder = Builder {
         positions: &positions,
+        parser: Parser::new_from_str(text),
         anchors: Vec::new(),
         budget: ALIAS_BUDGET,
         errors: Vec::new(),
+        quoted: Vec::new(),
     };
-    // A byte-order mark is accepted, as the reference accepts it.
-    let text = source.strip_prefix('\u{feff}').unwrap_or(source);
-    let mut parser = Parser::new_from_str(text);
-    let mut events = Vec::new();
-    loop {
-        match parser.next() {
-            None => break,
-            Some(Ok(ev)) => events.push(ev),
-            Some(Err(e)) => {
-                return Err(vec![scan_error(&positions, &e, source.len() - text.len())]);
-            }
-        }
-    }
-    let mut iter = events.into_iter().peekable();
     let mut document: Option<Node> = None;
     let mut documents = 0usize;
-    while let Some((event, span)) = iter.next() {
+    while let Some((event, span)) = builder.next_event()? {
         match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
                     return Err(vec![YamlError {
-                        message: "expected a single document in the stream, but found another document".into(),
+                        message:
+                            "expected a single document in the stream, but found another document"
+                                .into(),
                         span: positions.span(&span),
                     }]);
                 }
             }
             other => {
-                let node = builder.node(other, span, &mut iter)?;
+                let node = builder.node(other, span)?;
                 document = Some(node);
             }
         }
+    }
+    if let Some(err) = misplaced_tab(&positions, &builder.quoted) {
+        return Err(vec![err]);
     }
     if !builder.errors.is_empty() {
         return Err(builder.errors);
@@ -223,25 +261,110 @@ pub fn parse(source: &str) -> Result<Option<Node>, Vec<YamlError>> {
     Ok(document)
 }
 
-fn scan_error(positions: &Positions<'_>, e: &ScanError, shift: usize) -> YamlError {
-    let mut pos = positions.pos(e.marker());
-    pos.offset = (pos.offset + shift).min(positions.source.len());
+/// The reference's YAML scanner refuses a tab anywhere but inside a quoted or
+/// block scalar or a comment (even where YAML 1.2 allows one). Returns the
+/// first such tab.
+fn misplaced_tab(positions: &Positions<'_>, quoted: &[(usize, usize)]) -> Option<YamlError> {
+    let text = positions.text;
+    let shift = positions.shift;
+    let inside_quoted = |b: usize| quoted.iter().any(|&(s, e)| b + shift >= s && b + shift < e);
+    for (i, _) in text.match_indices('\t') {
+        if inside_quoted(i) {
+            continue;
+        }
+        let line_start = text[..i].rfind('\n').map_or(0, |j| j + 1);
+        let in_comment = text[line_start..i].char_indices().any(|(j, c)| {
+            let at = line_start + j;
+            c == '#'
+                && !inside_quoted(at)
+                && (at == line_start || matches!(text.as_bytes()[at - 1], b' ' | b'\t'))
+        });
+        if in_comment {
+            continue;
+        }
+        let pos = positions.at_byte(i + shift);
+        return Some(YamlError {
+            message:
+                "found a tab character where YAML allows none (indent and separate with spaces)"
+                    .into(),
+            span: Span {
+                start: pos,
+                end: Pos {
+                    offset: pos.offset + 1,
+                    line: pos.line,
+                    column: pos.column + 1,
+                },
+            },
+        });
+    }
+    None
+}
+
+fn scan_error(positions: &Positions<'_>, e: &ScanError) -> YamlError {
+    let pos = positions.at_byte(positions.byte(e.marker().index()));
     YamlError {
         message: format!("invalid YAML: {}", e.info()),
-        span: Span { start: pos, end: pos },
+        span: Span {
+            start: pos,
+            end: pos,
+        },
     }
 }
 
-type EventIter<'i> = std::iter::Peekable<std::vec::IntoIter<(Event<'i>, saphyr_parser::Span)>>;
-
 struct Builder<'p, 'a> {
     positions: &'p Positions<'a>,
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     anchors: Vec<Option<Node>>,
     budget: usize,
     errors: Vec<YamlError>,
+    /// Byte ranges of quoted and block scalars (where tabs are allowed).
+    quoted: Vec<(usize, usize)>,
 }
 
-impl Builder<'_, '_> {
+/// Identity of a mapping key as a Python dict sees it: numbers compare by
+/// value (`1`, `1.0` and `true` are the same key), strings by content.
+fn key_identity(v: &Value) -> String {
+    match v {
+        Value::Int(i) => format!("n{i}"),
+        Value::Bool(b) => format!("n{}", u8::from(*b)),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => format!("n{}", *f as i128),
+        Value::Float(f) => format!("f{}", f.to_bits()),
+        Value::BigInt(s) => format!("n{s}"),
+        Value::Str(s) => format!("s{s}"),
+        Value::Null => "z".to_string(),
+        other => format!("x{other:?}"),
+    }
+}
+
+impl<'a> Builder<'_, 'a> {
+    fn next_event(&mut self) -> Result<Option<(Event<'a>, saphyr_parser::Span)>, Vec<YamlError>> {
+        match self.parser.next() {
+            None => Ok(None),
+            Some(Ok(ev)) => Ok(Some(ev)),
+            Some(Err(e)) => {
+                // A tab is the likelier cause of a scanner error; say so first.
+                if let Some(err) = misplaced_tab(self.positions, &self.quoted) {
+                    return Err(vec![err]);
+                }
+                Err(vec![scan_error(self.positions, &e)])
+            }
+        }
+    }
+
+    fn expect_event(
+        &mut self,
+        inside: &str,
+        span: Span,
+    ) -> Result<(Event<'a>, saphyr_parser::Span), Vec<YamlError>> {
+        match self.next_event()? {
+            Some(ev) => Ok(ev),
+            None => Err(vec![YamlError {
+                message: format!("unexpected end of the document inside a {inside}"),
+                span,
+            }]),
+        }
+    }
+
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor == 0 {
             return;
@@ -252,11 +375,10 @@ impl Builder<'_, '_> {
         self.anchors[anchor] = Some(node.clone());
     }
 
-    fn node<'i>(
+    fn node(
         &mut self,
-        event: Event<'i>,
+        event: Event<'a>,
         span: saphyr_parser::Span,
-        iter: &mut EventIter<'i>,
     ) -> Result<Node, Vec<YamlError>> {
         let start_span = self.positions.span(&span);
         match event {
@@ -280,6 +402,12 @@ impl Builder<'_, '_> {
                 Ok(copy)
             }
             Event::Scalar(text, style, anchor, tag) => {
+                if style != ScalarStyle::Plain {
+                    self.quoted.push((
+                        start_span.start.offset,
+                        start_span.end.offset.max(start_span.start.offset + 1),
+                    ));
+                }
                 let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
                 let value = resolve_scalar(&text, style, tag.as_deref());
                 let node = Node {
@@ -293,17 +421,12 @@ impl Builder<'_, '_> {
                 let mut items = Vec::new();
                 let end;
                 loop {
-                    let Some((ev, sp)) = iter.next() else {
-                        return Err(vec![YamlError {
-                            message: "unexpected end of the document inside a sequence".into(),
-                            span: start_span,
-                        }]);
-                    };
+                    let (ev, sp) = self.expect_event("sequence", start_span)?;
                     if let Event::SequenceEnd = ev {
                         end = self.positions.span(&sp).end;
                         break;
                     }
-                    items.push(self.node(ev, sp, iter)?);
+                    items.push(self.node(ev, sp)?);
                 }
                 let value = match tag {
                     Some(t) if !is_core_tag(&t.handle, &t.suffix, "seq") => {
@@ -323,15 +446,11 @@ impl Builder<'_, '_> {
             }
             Event::MappingStart(anchor, tag) => {
                 let mut own: Vec<(Node, Node)> = Vec::new();
+                let mut seen: HashMap<String, usize> = HashMap::new();
                 let mut merged: Vec<(Node, Node)> = Vec::new();
                 let end;
                 loop {
-                    let Some((ev, sp)) = iter.next() else {
-                        return Err(vec![YamlError {
-                            message: "unexpected end of the document inside a mapping".into(),
-                            span: start_span,
-                        }]);
-                    };
+                    let (ev, sp) = self.expect_event("mapping", start_span)?;
                     if let Event::MappingEnd = ev {
                         end = self.positions.span(&sp).end;
                         break;
@@ -340,20 +459,16 @@ impl Builder<'_, '_> {
                         &ev,
                         Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<"
                     );
-                    let key = self.node(ev, sp, iter)?;
-                    let Some((vev, vsp)) = iter.next() else {
-                        return Err(vec![YamlError {
-                            message: "unexpected end of the document inside a mapping".into(),
-                            span: key.span,
-                        }]);
-                    };
-                    let value = self.node(vev, vsp, iter)?;
+                    let key = self.node(ev, sp)?;
+                    let (vev, vsp) = self.expect_event("mapping", key.span)?;
+                    let value = self.node(vev, vsp)?;
                     if is_merge {
                         self.merge_into(&mut merged, &value)?;
                         continue;
                     }
-                    if let Some((first, _)) = own.iter().find(|(k, _)| same_key(&k.value, &key.value))
-                    {
+                    let id = key_identity(&key.value);
+                    if let Some(&first) = seen.get(&id) {
+                        let first = &own[first].0;
                         self.errors.push(YamlError {
                             message: format!(
                                 "found duplicate key {} (first defined at line {}, column {})",
@@ -365,10 +480,11 @@ impl Builder<'_, '_> {
                         });
                         continue;
                     }
+                    seen.insert(id, own.len());
                     own.push((key, value));
                 }
                 for (k, v) in merged {
-                    if !own.iter().any(|(ok, _)| same_key(&ok.value, &k.value)) {
+                    if seen.insert(key_identity(&k.value), own.len()).is_none() {
                         own.push((k, v));
                     }
                 }
@@ -405,7 +521,11 @@ impl Builder<'_, '_> {
 
     /// Applies a merge key's value (`<<: *a` or `<<: [*a, *b]`): keys not already
     /// merged are added, earlier sources winning.
-    fn merge_into(&mut self, merged: &mut Vec<(Node, Node)>, value: &Node) -> Result<(), Vec<YamlError>> {
+    fn merge_into(
+        &mut self,
+        merged: &mut Vec<(Node, Node)>,
+        value: &Node,
+    ) -> Result<(), Vec<YamlError>> {
         let sources: Vec<&Node> = match &value.value {
             Value::Map(_) => vec![value],
             Value::Seq(items) => items.iter().collect(),
@@ -424,7 +544,8 @@ impl Builder<'_, '_> {
                 }]);
             };
             for (k, v) in entries {
-                if !merged.iter().any(|(mk, _)| same_key(&mk.value, &k.value)) {
+                let id = key_identity(&k.value);
+                if !merged.iter().any(|(mk, _)| key_identity(&mk.value) == id) {
                     merged.push((k.clone(), v.clone()));
                 }
             }
@@ -439,7 +560,11 @@ trait MaxByOffset {
 
 impl MaxByOffset for Pos {
     fn max_by_offset(self, other: Pos) -> Pos {
-        if self.offset >= other.offset { self } else { other }
+        if self.offset >= other.offset {
+            self
+        } else {
+            other
+        }
     }
 }
 
@@ -464,26 +589,6 @@ fn describe_key(v: &Value) -> String {
     match v.python_str() {
         Some(s) => format!("\"{s}\""),
         None => format!("(a {})", v.type_name()),
-    }
-}
-
-/// Key equality as a Python dict sees it: numbers compare by value (`1`, `1.0` and
-/// `true` are the same key), strings by content.
-fn same_key(a: &Value, b: &Value) -> bool {
-    fn num(v: &Value) -> Option<f64> {
-        match v {
-            Value::Bool(b) => Some(f64::from(u8::from(*b))),
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-    match (a, b) {
-        (Value::Int(x), Value::Int(y)) => x == y,
-        _ => match (num(a), num(b)) {
-            (Some(x), Some(y)) => x == y,
-            _ => a == b,
-        },
     }
 }
 
@@ -521,15 +626,15 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
         _ => {}
     }
     let first = text.as_bytes()[0];
-    if b"-+0123456789".contains(&first) {
-        if let Some(v) = parse_int(text) {
-            return v;
-        }
+    if b"-+0123456789".contains(&first)
+        && let Some(v) = parse_int(text)
+    {
+        return v;
     }
-    if b"-+0123456789.".contains(&first) {
-        if let Some(v) = parse_float(text) {
-            return v;
-        }
+    if b"-+0123456789.".contains(&first)
+        && let Some(v) = parse_float(text)
+    {
+        return v;
     }
     if first.is_ascii_digit() && is_timestamp(text) {
         return Value::Timestamp(text.to_string());
@@ -577,9 +682,17 @@ fn parse_int(text: &str) -> Option<Value> {
         Ok(v) => Some(Value::Int(if negative { -v } else { v })),
         Err(_) if radix == 10 => {
             let trimmed = clean.trim_start_matches('0');
-            Some(Value::BigInt(format!("{}{}", if negative { "-" } else { "" }, trimmed)))
+            Some(Value::BigInt(format!(
+                "{}{}",
+                if negative { "-" } else { "" },
+                trimmed
+            )))
         }
-        Err(_) => Some(Value::BigInt(format!("{}{}", if negative { "-" } else { "" }, clean))),
+        Err(_) => Some(Value::BigInt(format!(
+            "{}{}",
+            if negative { "-" } else { "" },
+            clean
+        ))),
     }
 }
 
@@ -593,7 +706,9 @@ fn parse_float(text: &str) -> Option<Value> {
     };
     match rest {
         ".inf" | ".Inf" | ".INF" => return Some(Value::Float(sign * f64::INFINITY)),
-        ".nan" | ".NaN" | ".NAN" if rest.len() == text.len() => return Some(Value::Float(f64::NAN)),
+        ".nan" | ".NaN" | ".NAN" if rest.len() == text.len() => {
+            return Some(Value::Float(f64::NAN));
+        }
         _ => {}
     }
     let rb = rest.as_bytes();
@@ -678,7 +793,13 @@ fn parse_float(text: &str) -> Option<Value> {
 fn is_timestamp(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
-    if b.len() == 10 && digits(&b[0..4]) && b[4] == b'-' && digits(&b[5..7]) && b[7] == b'-' && digits(&b[8..10]) {
+    if b.len() == 10
+        && digits(&b[0..4])
+        && b[4] == b'-'
+        && digits(&b[5..7])
+        && b[7] == b'-'
+        && digits(&b[8..10])
+    {
         return true;
     }
     // Date with one- or two-digit month/day followed by a time.
@@ -783,9 +904,16 @@ mod tests {
 
     #[test]
     fn anchors_aliases_and_merge_keys() {
-        let node = parse("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n").unwrap().unwrap();
+        let node = parse("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n")
+            .unwrap()
+            .unwrap();
         let used = node.get("use").unwrap();
-        let keys: Vec<_> = used.as_map().unwrap().iter().map(|(k, _)| k.value.clone()).collect();
+        let keys: Vec<_> = used
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.value.clone())
+            .collect();
         assert_eq!(keys, vec![Value::Str("y".into()), Value::Str("x".into())]);
         assert_eq!(used.get("y").unwrap().value, Value::Int(3));
     }
@@ -803,7 +931,10 @@ mod tests {
         let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
             let prev = format!("*a{}", i - 1);
-            doc.push_str(&format!("a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n", p = prev));
+            doc.push_str(&format!(
+                "a{i}: &a{i} [{p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}]\n",
+                p = prev
+            ));
         }
         let errs = parse(&doc).unwrap_err();
         assert!(errs[0].message.contains("alias"));

@@ -36,7 +36,8 @@ fn corpus_verdicts_match_the_reference() {
         }
         match (verdict, report.first_error()) {
             ("ok", None) => {}
-            ("error", Some(d)) if d.message.replace('\n', " ") == first_error.replace("\\n", " ") => {}
+            ("error", Some(d))
+                if d.message.replace('\n', " ") == first_error.replace("\\n", " ") => {}
             ("error", Some(d)) if d.kind == warden_pipeline::DiagnosticKind::Yaml => {}
             (v, got) => failures.push(format!(
                 "{file}: reference {v} `{first_error}`, warden {:?}",
@@ -45,5 +46,10 @@ fn corpus_verdicts_match_the_reference() {
         }
     }
     assert!(checked >= 250, "only {checked} corpus files");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

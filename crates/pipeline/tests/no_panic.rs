@@ -29,7 +29,12 @@ fn load_corpus() -> Vec<String> {
 fn assert_sane(src: &str) {
     let report = warden_pipeline::check(src);
     for e in &report.errors {
-        assert!(e.offset <= src.len(), "offset {} beyond {}", e.offset, src.len());
+        assert!(
+            e.offset <= src.len(),
+            "offset {} beyond {}",
+            e.offset,
+            src.len()
+        );
         assert!(e.line >= 1 && e.column >= 1);
         assert!(!e.message.is_empty());
     }
@@ -42,10 +47,45 @@ fn assert_sane(src: &str) {
 
 /// Tokens that YAML and the validator care about.
 const PIECES: &[&str] = &[
-    "version: ", "actions:", "\n", "  ", "    ", "run: ", "outputs:", "needs: [", "]", "{", "}",
-    "highly_sensitive:", "moderately_sensitive:", "a: ", "b.csv", "*", "'", "\"", ":", "- ", "&x ",
-    "*x", "<<: ", "!!str ", "#", "\t", "\\", "cohortextractor:latest generate_cohort", "ehrql:v1 generate-dataset --output ",
-    "expectations:", "population_size: ", "3", "5", ".inf", "run_all", "é", "\u{feff}", "---\n", ",",
+    "version: ",
+    "actions:",
+    "\n",
+    "  ",
+    "    ",
+    "run: ",
+    "outputs:",
+    "needs: [",
+    "]",
+    "{",
+    "}",
+    "highly_sensitive:",
+    "moderately_sensitive:",
+    "a: ",
+    "b.csv",
+    "*",
+    "'",
+    "\"",
+    ":",
+    "- ",
+    "&x ",
+    "*x",
+    "<<: ",
+    "!!str ",
+    "#",
+    "\t",
+    "\\",
+    "cohortextractor:latest generate_cohort",
+    "ehrql:v1 generate-dataset --output ",
+    "expectations:",
+    "population_size: ",
+    "3",
+    "5",
+    ".inf",
+    "run_all",
+    "é",
+    "\u{feff}",
+    "---\n",
+    ",",
 ];
 
 proptest! {
@@ -75,7 +115,7 @@ proptest! {
             match op {
                 0 => s.insert_str(pos, PIECES[piece]),
                 1 => { let end = (pos + 5).min(s.len()); let mut end = end; while !s.is_char_boundary(end) { end -= 1; } s.replace_range(pos..end, ""); }
-                _ => s.insert_str(pos, "\n"),
+                _ => s.insert(pos, '\n'),
             }
         }
         assert_sane(&s);

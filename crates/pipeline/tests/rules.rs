@@ -4,16 +4,6 @@
 
 use warden_pipeline::{DiagnosticKind, check};
 
-/// A project with `version`, optional `expectations`, and an action body.
-fn project(version: &str, actions: &str) -> String {
-    let expectations = if version.contains('3') && !version.contains('.') || version == "'3.0'" || version == "3" {
-        "expectations:\n  population_size: 10\n"
-    } else {
-        ""
-    };
-    format!("version: {version}\n{expectations}actions:\n{actions}")
-}
-
 fn first(source: &str) -> (DiagnosticKind, String, usize, usize) {
     let report = check(source);
     let d = report
@@ -33,7 +23,11 @@ fn assert_first(source: &str, message: &str) {
 #[track_caller]
 fn assert_valid(source: &str) {
     let report = check(source);
-    assert!(report.is_valid(), "expected valid:\n{source}\n{:?}", report.errors);
+    assert!(
+        report.is_valid(),
+        "expected valid:\n{source}\n{:?}",
+        report.errors
+    );
 }
 
 const OK_ACTION: &str = "  a:\n    run: python:v2 python a.py\n    outputs:\n      moderately_sensitive:\n        t: output/a.csv\n";
@@ -73,7 +67,12 @@ fn odd_versions_that_the_reference_accepts() {
 
 #[test]
 fn m4_version_above_five_is_pinned_as_an_error() {
-    for (v, shown) in [("6", "6.0"), ("'4_0'", "40.0"), (".inf", "inf"), ("1e20", "1e+20")] {
+    for (v, shown) in [
+        ("6", "6.0"),
+        ("'4_0'", "40.0"),
+        (".inf", "inf"),
+        ("1e20", "1e+20"),
+    ] {
         let (kind, msg, line, col) = first(&format!("version: {v}\nactions: {{}}\n"));
         assert_eq!(kind, DiagnosticKind::ReferenceCrash);
         assert_eq!(msg, format!("The latest version is v5, but got v{shown}"));
@@ -104,7 +103,12 @@ fn m6_run_all_is_reserved_in_v5_and_a_warning_before() {
         "version: 4\nactions:\n{OK_ACTION}  run_all:\n    run: python:v2 python b.py\n    outputs:\n      moderately_sensitive:\n        t: output/b.csv\n"
     ));
     assert!(report.is_valid(), "{:?}", report.errors);
-    assert!(report.warnings.iter().any(|w| w.contains("`run_all` is a reserved action name")));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("`run_all` is a reserved action name"))
+    );
     let p = report.pipeline.unwrap();
     assert_eq!(p.all_actions(), vec!["a"]);
     assert_eq!(p.actions.len(), 2);
@@ -176,7 +180,10 @@ fn m11_at_least_one_output_level() {
     let msg = "must specify at least one output of: highly_sensitive, moderately_sensitive, minimally_sensitive";
     let base = "version: 1\nactions:\n  action1:\n    run: test:v1\n";
     assert_first(&format!("{base}    outputs: {{}}\n"), msg);
-    assert_first(&format!("{base}    outputs:\n      test:\n        a: a.csv\n"), msg);
+    assert_first(
+        &format!("{base}    outputs:\n      test:\n        a: a.csv\n"),
+        msg,
+    );
 }
 
 #[test]
@@ -204,24 +211,92 @@ fn m13_m14_level_and_entry_types() {
 fn m15_every_glob_rule_with_its_reason() {
     let cases = [
         ("highly_sensitive", "/abs/path.txt", "is an absolute path"),
-        ("highly_sensitive", "not//canonical.txt", "is not in standard form (contains double slashes or '..' elements)"),
-        ("highly_sensitive", "path/../traversal.txt", "is not in standard form (contains double slashes or '..' elements)"),
-        ("highly_sensitive", "c:/windows/absolute.txt", "is an absolute path"),
-        ("highly_sensitive", "recursive/**/glob.pattern", "contains '**' (only the * wildcard character is supported)"),
-        ("highly_sensitive", "questionmark?.txt", "contains '?' (only the * wildcard character is supported)"),
-        ("highly_sensitive", "/[square]brackets.txt", "contains '[' (only the * wildcard character is supported)"),
-        ("highly_sensitive", "back\\\\slash.txt", "contains back slashes (use forward slashes only)"),
-        ("highly_sensitive", "metadata", "output paths must have a file type extension at the end"),
-        ("highly_sensitive", "metadata/test.txt", "should not include the metadata directory"),
-        ("highly_sensitive", "outputs/*", "output paths must have a file type extension at the end"),
-        ("highly_sensitive", "outputs/foo.*", "output paths must have a file type extension at the end"),
-        ("highly_sensitive", "foo.", "output paths must have a file type extension at the end"),
-        ("highly_sensitive", "./x.csv", "is not in standard form (contains double slashes or '..' elements)"),
+        (
+            "highly_sensitive",
+            "not//canonical.txt",
+            "is not in standard form (contains double slashes or '..' elements)",
+        ),
+        (
+            "highly_sensitive",
+            "path/../traversal.txt",
+            "is not in standard form (contains double slashes or '..' elements)",
+        ),
+        (
+            "highly_sensitive",
+            "c:/windows/absolute.txt",
+            "is an absolute path",
+        ),
+        (
+            "highly_sensitive",
+            "recursive/**/glob.pattern",
+            "contains '**' (only the * wildcard character is supported)",
+        ),
+        (
+            "highly_sensitive",
+            "questionmark?.txt",
+            "contains '?' (only the * wildcard character is supported)",
+        ),
+        (
+            "highly_sensitive",
+            "/[square]brackets.txt",
+            "contains '[' (only the * wildcard character is supported)",
+        ),
+        (
+            "highly_sensitive",
+            "back\\\\slash.txt",
+            "contains back slashes (use forward slashes only)",
+        ),
+        (
+            "highly_sensitive",
+            "metadata",
+            "output paths must have a file type extension at the end",
+        ),
+        (
+            "highly_sensitive",
+            "metadata/test.txt",
+            "should not include the metadata directory",
+        ),
+        (
+            "highly_sensitive",
+            "outputs/*",
+            "output paths must have a file type extension at the end",
+        ),
+        (
+            "highly_sensitive",
+            "outputs/foo.*",
+            "output paths must have a file type extension at the end",
+        ),
+        (
+            "highly_sensitive",
+            "foo.",
+            "output paths must have a file type extension at the end",
+        ),
+        (
+            "highly_sensitive",
+            "./x.csv",
+            "is not in standard form (contains double slashes or '..' elements)",
+        ),
         ("highly_sensitive", "//abs.txt", "is an absolute path"),
-        ("moderately_sensitive", "outputs/output.rds", "outputs/output.rds is not an allowed file type for moderately_sensitive outputs"),
-        ("moderately_sensitive", "outputs/output.pdf", "outputs/output.pdf is not an allowed file type for moderately_sensitive outputs"),
-        ("moderately_sensitive", "a//b.pdf", "a/b.pdf is not an allowed file type for moderately_sensitive outputs"),
-        ("moderately_sensitive", "x.csv.gz", "x.csv.gz is not an allowed file type for moderately_sensitive outputs"),
+        (
+            "moderately_sensitive",
+            "outputs/output.rds",
+            "outputs/output.rds is not an allowed file type for moderately_sensitive outputs",
+        ),
+        (
+            "moderately_sensitive",
+            "outputs/output.pdf",
+            "outputs/output.pdf is not an allowed file type for moderately_sensitive outputs",
+        ),
+        (
+            "moderately_sensitive",
+            "a//b.pdf",
+            "a/b.pdf is not an allowed file type for moderately_sensitive outputs",
+        ),
+        (
+            "moderately_sensitive",
+            "x.csv.gz",
+            "x.csv.gz is not an allowed file type for moderately_sensitive outputs",
+        ),
     ];
     for (level, pattern, reason) in cases {
         let src = format!(
@@ -230,7 +305,15 @@ fn m15_every_glob_rule_with_its_reason() {
         let shown = pattern.replace("\\\\", "\\");
         assert_first(&src, &format!("Output path {shown} is invalid: {reason}"));
     }
-    for ok in ["../x.csv", "out/*/x.csv", "~/x.csv", "c:w.txt", "metadata2/x.txt", "x/metadata/y.txt", "foo.c*v"] {
+    for ok in [
+        "../x.csv",
+        "out/*/x.csv",
+        "~/x.csv",
+        "c:w.txt",
+        "metadata2/x.txt",
+        "x/metadata/y.txt",
+        "foo.c*v",
+    ] {
         assert_valid(&format!(
             "version: 1\nactions:\n  a:\n    run: test:v1\n    outputs:\n      highly_sensitive:\n        o: \"{ok}\"\n"
         ));
@@ -247,14 +330,30 @@ fn m16_empty_run() {
 
 #[test]
 fn m17_image_tags() {
-    for bad in ["test", "test:", "test:v", "test:other", "test:vnotdigits", "test:v1x1", "test:pre", "test:V1", "x:v1:v2"] {
+    for bad in [
+        "test",
+        "test:",
+        "test:v",
+        "test:other",
+        "test:vnotdigits",
+        "test:v1x1",
+        "test:pre",
+        "test:V1",
+        "x:v1:v2",
+    ] {
         let name = bad.split(':').next().unwrap();
         assert_first(
-            &format!("version: 1\nactions:\n  a:\n    run: \"{bad}\"\n    outputs:\n      highly_sensitive:\n        a: a.csv\n"),
-            &format!("Action command {name} must have a version specified in the form :vN (e.g. {name}:v2)"),
+            &format!(
+                "version: 1\nactions:\n  a:\n    run: \"{bad}\"\n    outputs:\n      highly_sensitive:\n        a: a.csv\n"
+            ),
+            &format!(
+                "Action command {name} must have a version specified in the form :vN (e.g. {name}:v2)"
+            ),
         );
     }
-    for good in ["v1", "v2", "v1.2", "v1.2.3", "dev", "latest", "v1-pre", "v1.2-pre", "v.", "v\u{661}"] {
+    for good in [
+        "v1", "v2", "v1.2", "v1.2.3", "dev", "latest", "v1-pre", "v1.2-pre", "v.", "v\u{661}",
+    ] {
         assert_valid(&format!(
             "version: 1\nactions:\n  a:\n    run: test:{good}\n    outputs:\n      highly_sensitive:\n        a: a.csv\n"
         ));
@@ -271,14 +370,19 @@ fn command_properties() {
     assert_eq!(run.name(), "cohortextractor");
     assert_eq!(run.version(), "latest");
     assert_eq!(run.args(), "generate_cohort another_arg");
-    assert_eq!(run.parts, vec!["cohortextractor:latest", "generate_cohort", "another_arg"]);
+    assert_eq!(
+        run.parts,
+        vec!["cohortextractor:latest", "generate_cohort", "another_arg"]
+    );
     assert!(p.actions["a"].is_database_action());
 }
 
 #[test]
 fn m18_needs_separated_by_commas() {
     assert_first(
-        &format!("version: 1\nactions:\n{OK_ACTION}  b:\n    run: python:v2 python b.py\n    needs: [a, 'generate_cohort do_analysis']\n    outputs:\n      highly_sensitive:\n        t: b.csv\n"),
+        &format!(
+            "version: 1\nactions:\n{OK_ACTION}  b:\n    run: python:v2 python b.py\n    needs: [a, 'generate_cohort do_analysis']\n    outputs:\n      highly_sensitive:\n        t: b.csv\n"
+        ),
         "`needs` actions should be separated with commas, but b needs `generate_cohort do_analysis`",
     );
 }
@@ -302,7 +406,9 @@ fn m19_m20_generate_cohort_rules() {
 fn m21_m22_m23_generate_dataset_rules() {
     for image in ["databuilder:latest", "ehrql:v1"] {
         assert_first(
-            &format!("version: 1\nactions:\n  generate_cohort:\n    run: {image} generate-dataset a.py --output=output/d.csv\n    outputs:\n      moderately_sensitive:\n        a: output/d.csv\n"),
+            &format!(
+                "version: 1\nactions:\n  generate_cohort:\n    run: {image} generate-dataset a.py --output=output/d.csv\n    outputs:\n      moderately_sensitive:\n        a: output/d.csv\n"
+            ),
             "`generate_cohort` action uses `generate-dataset` and so all outputs must be labelled `highly_sensitive`",
         );
     }
@@ -336,12 +442,19 @@ fn m24_cohortextractor_banned_from_v4() {
 
 #[test]
 fn m25_latest_banned_in_v5() {
-    for run in ["r:latest 1", "python:latest   do python thing", "' reusable:latest x'"] {
+    for run in [
+        "r:latest 1",
+        "python:latest   do python thing",
+        "' reusable:latest x'",
+    ] {
         let (_, msg, _, _) = first(&format!(
             "version: 5\nactions:\n  my_action:\n    run: {run}\n    outputs:\n      highly_sensitive:\n        a: a.csv\n"
         ));
         assert!(msg.starts_with("Action my_action uses `"), "{msg}");
-        assert!(msg.ends_with(":latest`, which is not supported. Provide a version e.g. `:v2` instead"), "{msg}");
+        assert!(
+            msg.ends_with(":latest`, which is not supported. Provide a version e.g. `:v2` instead"),
+            "{msg}"
+        );
     }
 }
 
@@ -378,7 +491,10 @@ fn m29_to_m34_expectations() {
         &format!("version: 4\nexpectations: {{}}\nactions:\n{OK_ACTION}"),
         "Project includes `expectations` section, which is not supported in this version. This section is only applicable to deprecated cohortextractor actions; you can safely remove it.",
     );
-    assert_first("version: 3\nactions: {}\n", "Project must include `expectations` section");
+    assert_first(
+        "version: 3\nactions: {}\n",
+        "Project must include `expectations` section",
+    );
     assert_first(
         "version: 3\nexpectations: []\nactions: {}\n",
         "Project `expectations` section must be a dictionary of key/value pairs",
@@ -397,7 +513,9 @@ fn m29_to_m34_expectations() {
     );
     let p = warden_pipeline::load("version: 2\nexpectations: junk\nactions: {}\n").unwrap();
     assert_eq!(p.expectations.unwrap().population_size, 1000);
-    let p = warden_pipeline::load("version: 3\nexpectations:\n  population_size: 10.7\nactions: {}\n").unwrap();
+    let p =
+        warden_pipeline::load("version: 3\nexpectations:\n  population_size: 10.7\nactions: {}\n")
+            .unwrap();
     assert_eq!(p.expectations.unwrap().population_size, 10);
 }
 
@@ -406,7 +524,9 @@ fn warnings_for_old_versions() {
     let report = check("version: '4.0'\nactions: {}\n");
     assert_eq!(
         report.warnings,
-        vec!["ProjectWarning: Your project file is using an old version (4.0); consider updating to version 5"]
+        vec![
+            "ProjectWarning: Your project file is using an old version (4.0); consider updating to version 5"
+        ]
     );
     assert!(check("version: 5\nactions: {}\n").warnings.is_empty());
 }
@@ -422,8 +542,13 @@ fn check_order_decides_the_first_error() {
         "Action `a` references an unknown action in its `needs` list: zzz"
     );
     // In v5, cohortextractor:latest reports the cohortextractor ban first.
-    let (_, msg, _, _) = first("version: 5\nactions:\n  a:\n    run: cohortextractor:latest generate_measures\n    outputs:\n      highly_sensitive:\n        a: a.csv\n");
-    assert_eq!(msg, "Action a uses cohortextractor actions, which are not supported in this version.");
+    let (_, msg, _, _) = first(
+        "version: 5\nactions:\n  a:\n    run: cohortextractor:latest generate_measures\n    outputs:\n      highly_sensitive:\n        a: a.csv\n",
+    );
+    assert_eq!(
+        msg,
+        "Action a uses cohortextractor actions, which are not supported in this version."
+    );
 }
 
 #[test]
@@ -438,7 +563,10 @@ fn all_errors_are_reported_with_positions() {
 fn yaml_errors() {
     let (kind, msg, line, col) = first("version: 4\nactions:\n  a: 1\n  a: 2\n");
     assert_eq!(kind, DiagnosticKind::Yaml);
-    assert_eq!(msg, "found duplicate key \"a\" (first defined at line 3, column 3)");
+    assert_eq!(
+        msg,
+        "found duplicate key \"a\" (first defined at line 3, column 3)"
+    );
     assert_eq!((line, col), (4, 3));
     let (kind, _, _, _) = first("version: 4\nactions: {\n");
     assert_eq!(kind, DiagnosticKind::Yaml);
@@ -462,7 +590,10 @@ fn pinned_verdicts_where_the_reference_crashes() {
     assert!(crash("version: 4\nactions:\n  a:\n    run: python:v2 'oops\n    outputs:\n      highly_sensitive:\n        a: a.csv\n").contains("quote"));
     assert!(crash(&format!("version: 4\nactions:\n{OK_ACTION}  b:\n    run: python:v2 python b.py\n    needs: [null]\n    outputs:\n      highly_sensitive:\n        a: b.csv\n")).contains("needs"));
     assert!(crash(&format!("version: {}\nactions: {{}}\n", "9".repeat(400))).contains("version"));
-    assert!(crash("version: 3\nexpectations:\n  population_size: .inf\nactions: {}\n").contains("population size"));
+    assert!(
+        crash("version: 3\nexpectations:\n  population_size: .inf\nactions: {}\n")
+            .contains("population size")
+    );
     assert!(crash("version: 4\n1: x\nactions: {}\n").contains("keys must be text"));
 }
 
@@ -478,11 +609,18 @@ fn integer_action_names_and_needs_are_names() {
 fn cycles_are_reported_with_their_path() {
     let src = "version: 4\nactions:\n  a:\n    run: python:v2 python a.py\n    needs: [c]\n    outputs:\n      highly_sensitive:\n        a: a.csv\n  b:\n    run: python:v2 python b.py\n    needs: [a]\n    outputs:\n      highly_sensitive:\n        a: b.csv\n  c:\n    run: python:v2 python c.py\n    needs: [b]\n    outputs:\n      highly_sensitive:\n        a: c.csv\n  d:\n    run: python:v2 python d.py\n    needs: [d]\n    outputs:\n      highly_sensitive:\n        a: d.csv\n";
     let report = check(src);
-    let msgs: Vec<_> = report.errors.iter().map(|e| (e.kind, e.message.as_str())).collect();
+    let msgs: Vec<_> = report
+        .errors
+        .iter()
+        .map(|e| (e.kind, e.message.as_str()))
+        .collect();
     assert_eq!(
         msgs,
         vec![
-            (DiagnosticKind::Extra, "Actions depend on each other in a cycle: a -> c -> b -> a"),
+            (
+                DiagnosticKind::Extra,
+                "Actions depend on each other in a cycle: a -> c -> b -> a"
+            ),
             (DiagnosticKind::Extra, "Action `d` needs itself"),
         ]
     );
@@ -505,7 +643,10 @@ fn library_api_for_the_planner() {
     .unwrap();
     assert!(p.actions["g"].is_database_action());
     assert!(!p.actions["r"].is_database_action());
-    assert_eq!(p.actions["r"].config.as_ref().unwrap().to_string(), r#"{"a":1,"b":["x"]}"#);
+    assert_eq!(
+        p.actions["r"].config.as_ref().unwrap().to_string(),
+        r#"{"a":1,"b":["x"]}"#
+    );
     assert_eq!(p.actions["r"].dummy_data_file.as_deref(), Some("dummy.csv"));
     let images: Vec<_> = p.action_images().into_iter().collect();
     assert_eq!(images, vec!["ehrql:v1", "r:v1"]);
@@ -513,5 +654,11 @@ fn library_api_for_the_planner() {
     assert_eq!(p.dependency_closure(&["run_all"]), vec!["g", "r", "s"]);
     assert!(p.expectations.is_none());
     let levels: Vec<_> = p.actions["r"].outputs.patterns().collect();
-    assert_eq!(levels, vec![(warden_pipeline::PrivacyLevel::ModeratelySensitive, "output/t.csv")]);
+    assert_eq!(
+        levels,
+        vec![(
+            warden_pipeline::PrivacyLevel::ModeratelySensitive,
+            "output/t.csv"
+        )]
+    );
 }

@@ -45,10 +45,16 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let name = file.path.display().to_string();
     match args.format {
         CheckFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&warden_pipeline::render::json(&report))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&warden_pipeline::render::json(&report))?
+            );
         }
         CheckFormat::Human => {
-            eprint!("{}", warden_pipeline::render::human(&report, &file.text, &name));
+            eprint!(
+                "{}",
+                warden_pipeline::render::human(&report, &file.text, &name)
+            );
             match &report.pipeline {
                 Some(p) => println!(
                     "{name} is valid: {} action{}",

@@ -47,7 +47,10 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let mut pipeline = match warden_pipeline::load(&file.text) {
         Ok(p) => p,
         Err(report) => {
-            eprint!("{}", warden_pipeline::render::human(&report, &file.text, &name));
+            eprint!(
+                "{}",
+                warden_pipeline::render::human(&report, &file.text, &name)
+            );
             eprintln!("{name} is invalid: run `warden check` for details");
             return Ok(ExitCode::from(1));
         }
@@ -78,7 +81,10 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         GraphFormat::Mermaid => print!("{}", pipeline.to_mermaid()),
         GraphFormat::Dot => print!("{}", pipeline.to_dot()),
-        GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&pipeline.to_graph_json())?),
+        GraphFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&pipeline.to_graph_json())?
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
