@@ -504,6 +504,8 @@ impl DockerExecutor {
             // exited non-zero: that is an answer, not a failure
             Some(Err(BollardError::DockerContainerWaitError { .. })) => Ok(()),
             Some(Err(e)) if is_status(&e, 404) => Ok(()),
+            // the caller checks again and waits again
+            Some(Err(BollardError::RequestTimeoutError)) => Ok(()),
             Some(Err(e)) => Err(docker_err("wait for container", name)(e)),
         }
     }
@@ -762,6 +764,8 @@ impl Executor for DockerExecutor {
                 return Ok(status);
             }
             self.wait_not_running(&job.container_name()).await?;
+            // Docker may answer the wait a moment before inspect shows the exit.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -616,7 +616,8 @@ async fn every_step_is_idempotent() {
         "mkdir -p output; echo hi > output/a.txt",
         &[("output/a.txt", High)],
     );
-    let ex = &env.executor;
+    // through the trait object, as the agent and the CLI hold it
+    let ex: std::sync::Arc<dyn Executor> = env.executor.clone();
 
     // nothing to execute or finalize yet
     assert_eq!(ex.status(&job).await.unwrap().state, ExecutorState::Unknown);
@@ -782,4 +783,27 @@ async fn local_run_layout() {
     assert!(env.study.join("metadata/manifest.json").exists());
     env.executor.cleanup(&job).await;
     assert!(!env.study.join("metadata/volumes").join(&job.id).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_and_following_outlast_the_client_timeout() {
+    let env = env_or_skip!();
+    // a client that gives up on any answer after 1 s
+    let impatient = env.docker.clone().with_timeout(Duration::from_secs(1));
+    let executor =
+        warden_executor::DockerExecutor::with_client(impatient, env.config.clone()).unwrap();
+    let job = env.job("patient", "echo a; sleep 3; echo b", &[]);
+    executor.prepare(&job).await.unwrap();
+    executor.execute(&job).await.unwrap();
+    // wait and follow at once, both longer than the client's timeout
+    let (lines, status) = tokio::join!(
+        executor
+            .logs(&job, true)
+            .map(|l| l.unwrap().text)
+            .collect::<Vec<_>>(),
+        executor.wait(&job)
+    );
+    assert_eq!(lines, ["a", "b"]);
+    assert_eq!(status.unwrap().state, ExecutorState::Executed);
+    executor.cleanup(&job).await;
 }

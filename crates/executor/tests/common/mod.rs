@@ -25,8 +25,14 @@ pub fn skip(reason: &str) -> Option<TestEnv> {
     if std::env::var_os("CI").is_some() {
         panic!("docker tests cannot run in CI: {reason}");
     }
-    eprintln!("\n*** SKIPPED: docker not available ({reason}) ***\n");
+    loud(&format!("SKIPPED: docker not available ({reason})"));
     None
+}
+
+/// Write to the real stderr: libtest captures `eprintln!`, not this.
+fn loud(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** {message} ***\n");
 }
 
 /// A throwaway study with its high/medium/volume/log directories and an executor.
@@ -77,7 +83,7 @@ impl TestEnv {
             if std::env::var_os("CI").is_some() {
                 panic!("{reason}");
             }
-            eprintln!("\n*** SKIPPED: {reason} ***\n");
+            loud(&format!("SKIPPED: docker not available: {reason}"));
             return None;
         }
         let root = tempfile::tempdir().expect("temp dir");
