@@ -35,6 +35,8 @@ use crate::{Executor, fsops};
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most lines of container output kept in the job log.
 const LOG_TAIL_LINES: &str = "100000";
+/// Most undeclared files listed in the unmatched-patterns hint.
+const MAX_HINT_FILES: usize = 100;
 /// Exit code of a process killed by SIGKILL (`128 + 9`).
 const EXIT_KILLED: i64 = 137;
 
@@ -663,10 +665,18 @@ impl DockerExecutor {
             Some("Completed successfully".to_string())
         } else if exit_code == Some(0) {
             if !results.unmatched_outputs.is_empty() {
-                results.hint = Some(format!(
+                // a job that scatters thousands of files gets a readable hint
+                let shown = &results.unmatched_outputs
+                    [..results.unmatched_outputs.len().min(MAX_HINT_FILES)];
+                let mut hint = format!(
                     "\n  Did you mean to match one of these files instead?\n - {}",
-                    results.unmatched_outputs.join("\n   - ")
-                ));
+                    shown.join("\n   - ")
+                );
+                let more = results.unmatched_outputs.len() - shown.len();
+                if more > 0 {
+                    hint.push_str(&format!("\n   ... and {more} more"));
+                }
+                results.hint = Some(hint);
             }
             Some(format!(
                 "\n  No outputs found matching patterns:\n - {}",

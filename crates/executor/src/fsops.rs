@@ -300,10 +300,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Remove a file if it exists (not following symlinks); other errors are returned.
+/// Remove a file (or link) if it exists, not following symlinks. A directory
+/// in its place is left alone: stores are never emptied recursively here.
 pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(meta) if meta.is_dir() => {
+            tracing::warn!(path = %path.display(), "a directory stands where a file was expected; left alone");
+            Ok(())
+        }
         Ok(_) => fs::remove_file(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),

@@ -807,3 +807,40 @@ async fn waiting_and_following_outlast_the_client_timeout() {
     assert_eq!(status.unwrap().state, ExecutorState::Executed);
     executor.cleanup(&job).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_action_end_to_end() {
+    let env = env_or_skip!();
+    const PYTHON: &str = "ghcr.io/opensafely-core/python:v2";
+    if env.docker.inspect_image(PYTHON).await.is_err() {
+        common::skip(&format!(
+            "image {PYTHON} is missing; build it with scripts/build-images.sh python"
+        ));
+        return;
+    }
+    std::fs::write(
+        env.study.join("analysis/report.py"),
+        "import csv, os\n\
+         os.makedirs('output', exist_ok=True)\n\
+         with open('output/report.csv', 'w', newline='') as f:\n\
+         \x20   w = csv.writer(f)\n\
+         \x20   w.writerow(['group', 'n'])\n\
+         \x20   w.writerow(['a', 10])\n\
+         print('backend', os.environ['OPENSAFELY_BACKEND'], 'home', os.environ['HOME'])\n",
+    )
+    .unwrap();
+    let mut job = env.job("report", "", &[("output/report.csv", Moderate)]);
+    job.image = PYTHON.into();
+    job.args = vec!["python".into(), "analysis/report.py".into()];
+    let results = env.run(&job).await;
+    assert_eq!(results.exit_code, Some(0), "{}", env.log_text(&job));
+    assert_eq!(
+        read(&env.medium().join("output/report.csv")),
+        "group,n\r\na,10\r\n"
+    );
+    assert!(
+        env.log_text(&job)
+            .contains("backend expectations home /tmp")
+    );
+    env.executor.cleanup(&job).await;
+}
