@@ -34,15 +34,28 @@ pub struct Diagnostic {
     pub len: usize,
 }
 
-/// A source position: byte offset, 1-based line and column.
+/// A source position: byte offset, 1-based line and column. Stored as `u32`
+/// (a 4 GiB project file is not a thing) to keep the YAML tree small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Pos {
     /// Byte offset.
-    pub offset: usize,
+    pub offset: u32,
     /// 1-based line.
-    pub line: usize,
+    pub line: u32,
     /// 1-based column in characters.
-    pub column: usize,
+    pub column: u32,
+}
+
+impl Pos {
+    /// A position from `usize` parts (saturating).
+    pub fn new(offset: usize, line: usize, column: usize) -> Pos {
+        let c = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Pos {
+            offset: c(offset),
+            line: c(line),
+            column: c(column),
+        }
+    }
 }
 
 /// A span of source text.
@@ -60,10 +73,10 @@ impl Diagnostic {
         Diagnostic {
             kind,
             message: message.into(),
-            line: span.start.line.max(1),
-            column: span.start.column.max(1),
-            offset: span.start.offset,
-            len: span.end.offset.saturating_sub(span.start.offset),
+            line: span.start.line.max(1) as usize,
+            column: span.start.column.max(1) as usize,
+            offset: span.start.offset as usize,
+            len: span.end.offset.saturating_sub(span.start.offset) as usize,
         }
     }
 }

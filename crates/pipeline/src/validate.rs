@@ -724,8 +724,8 @@ fn check_action(
             needs: needs.iter().map(|n| n.name.clone()).collect(),
             config,
             dummy_data_file,
-            line: key.span.start.line,
-            column: key.span.start.column,
+            line: key.span.start.line as usize,
+            column: key.span.start.column as usize,
         },
         needs,
     ))
@@ -1221,7 +1221,7 @@ fn check_expectations(
         return None;
     }
     let n = match &size.value {
-        Value::Int(i) => Some(*i),
+        Value::Int(i) => Some(i128::from(*i)),
         Value::BigInt(s) => Some(if s.starts_with('-') {
             i128::MIN
         } else {

@@ -29,9 +29,9 @@ pub enum Value {
     Null,
     /// `true` / `false` (YAML 1.2 spellings only).
     Bool(bool),
-    /// An integer that fits in an `i128`.
-    Int(i128),
-    /// An integer too large for an `i128`, as its decimal digits.
+    /// An integer that fits in an `i64`.
+    Int(i64),
+    /// An integer too large for an `i64`, as its decimal digits.
     BigInt(String),
     /// A float.
     Float(f64),
@@ -189,11 +189,7 @@ impl<'a> Positions<'a> {
     }
 
     fn pos(&self, m: &saphyr_parser::Marker) -> Pos {
-        Pos {
-            offset: self.byte(m.index()),
-            line: m.line().max(1),
-            column: m.col() + 1,
-        }
+        Pos::new(self.byte(m.index()), m.line().max(1), m.col() + 1)
     }
 
     fn span(&self, s: &saphyr_parser::Span) -> Span {
@@ -209,11 +205,11 @@ impl<'a> Positions<'a> {
         let before = &self.text[..local];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Pos {
-            offset: local + self.shift,
+        Pos::new(
+            local + self.shift,
             line,
-            column: before[line_start..].chars().count() + 1,
-        }
+            before[line_start..].chars().count() + 1,
+        )
     }
 }
 
@@ -264,10 +260,13 @@ pub fn parse(source: &str) -> Result<Option<Node>, Vec<YamlError>> {
 /// The reference's YAML scanner refuses a tab anywhere but inside a quoted or
 /// block scalar or a comment (even where YAML 1.2 allows one). Returns the
 /// first such tab.
-fn misplaced_tab(positions: &Positions<'_>, quoted: &[(usize, usize)]) -> Option<YamlError> {
+fn misplaced_tab(positions: &Positions<'_>, quoted: &[(u32, u32)]) -> Option<YamlError> {
     let text = positions.text;
     let shift = positions.shift;
-    let inside_quoted = |b: usize| quoted.iter().any(|&(s, e)| b + shift >= s && b + shift < e);
+    let inside_quoted = |b: usize| {
+        let b = (b + shift) as u32;
+        quoted.iter().any(|&(s, e)| b >= s && b < e)
+    };
     for (i, _) in text.match_indices('\t') {
         if inside_quoted(i) {
             continue;
@@ -318,7 +317,7 @@ struct Builder<'p, 'a> {
     budget: usize,
     errors: Vec<YamlError>,
     /// Byte ranges of quoted and block scalars (where tabs are allowed).
-    quoted: Vec<(usize, usize)>,
+    quoted: Vec<(u32, u32)>,
 }
 
 /// Identity of a mapping key as a Python dict sees it: numbers compare by
@@ -428,6 +427,7 @@ impl<'a> Builder<'_, 'a> {
                     }
                     items.push(self.node(ev, sp)?);
                 }
+                items.shrink_to_fit();
                 let value = match tag {
                     Some(t) if !is_core_tag(&t.handle, &t.suffix, "seq") => {
                         Value::Tagged(format!("{}{}", t.handle, t.suffix))
@@ -488,6 +488,7 @@ impl<'a> Builder<'_, 'a> {
                         own.push((k, v));
                     }
                 }
+                own.shrink_to_fit();
                 let value = match tag {
                     Some(t) if !is_core_tag(&t.handle, &t.suffix, "map") => {
                         Value::Tagged(format!("{}{}", t.handle, t.suffix))
@@ -678,7 +679,7 @@ fn parse_int(text: &str) -> Option<Value> {
     if clean.is_empty() {
         return None;
     }
-    match i128::from_str_radix(&clean, radix) {
+    match i64::from_str_radix(&clean, radix) {
         Ok(v) => Some(Value::Int(if negative { -v } else { v })),
         Err(_) if radix == 10 => {
             let trimmed = clean.trim_start_matches('0');
