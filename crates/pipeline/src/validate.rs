@@ -1317,10 +1317,7 @@ pub(crate) fn node_to_json(node: &Node) -> serde_json::Value {
     match &node.value {
         Value::Null => J::Null,
         Value::Bool(b) => J::Bool(*b),
-        Value::Int(i) => match i64::try_from(*i) {
-            Ok(n) => J::from(n),
-            Err(_) => J::from(*i as f64),
-        },
+        Value::Int(i) => J::from(*i),
         Value::BigInt(s) => J::String(s.clone()),
         Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
         Value::Str(s) => J::String(s.clone()),
