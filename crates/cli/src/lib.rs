@@ -26,6 +26,8 @@ pub enum Command {
     Check(commands::check::CheckArgs),
     /// Show the dependency graph of a project.yaml.
     Graph(commands::graph::GraphArgs),
+    /// Run actions locally in Docker, on dummy data, as a backend would.
+    Run(commands::run::RunArgs),
 }
 
 /// Parses the arguments, runs the command, and turns the outcome into an exit code.
@@ -34,6 +36,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => commands::check::run(&args),
         Command::Graph(args) => commands::graph::run(&args),
+        Command::Run(args) => commands::run::run(args),
     };
     match result {
         Ok(code) => code,

@@ -42,8 +42,11 @@ use warden_executor::{
     Executor, ExecutorError, Finalize, JobDefinition, JobResults, Outcome as ExecOutcome,
 };
 use warden_pipeline::{Pipeline, Report};
-use warden_planner::{JobRequest as PlanRequest, JobState, Plan, PlanError, PriorJob};
-use warden_state::{Job, JobRequestStatus, JobUpdate, NewJob, NewJobRequest, StatusCode, Store};
+use warden_planner::{JobRequest as PlanRequest, JobState, Plan, PriorJob};
+use warden_state::{Job, JobRequestStatus, JobUpdate, NewJob, NewJobRequest, Store};
+
+pub use warden_planner::PlanError;
+pub use warden_state::StatusCode;
 
 /// The backend name local runs record.
 pub const LOCAL_BACKEND: &str = "local";

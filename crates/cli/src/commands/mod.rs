@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod graph;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 
