@@ -716,10 +716,10 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
 /// text: locally it is the researcher's to read (a missing image, a missing
 /// input file).
 async fn fail(ctx: &Ctx, job: &Job, def: Option<&JobDefinition>, error: String) -> JobSummary {
-    if ctx.cancel.is_cancelled() {
-        if let Some(def) = def {
-            return cancel(ctx, job, def).await;
-        }
+    if ctx.cancel.is_cancelled()
+        && let Some(def) = def
+    {
+        return cancel(ctx, job, def).await;
     }
     let mut results = None;
     if let Some(def) = def {
