@@ -66,7 +66,7 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         _ => return Err(format!("`{s}` has an unknown unit: use K, M or G")),
     };
     let bytes = n * mult;
-    if !(bytes >= 6.0 * 1024.0 * 1024.0) {
+    if bytes.is_nan() || bytes < 6.0 * 1024.0 * 1024.0 {
         return Err(format!("`{s}` is too small: Docker needs at least 6M"));
     }
     Ok(bytes as u64)
