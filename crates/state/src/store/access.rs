@@ -153,7 +153,7 @@ impl Store {
             .await
         };
         result.map_err(
-            |e| match e.on_insert("project membership", &user_id.to_string()) {
+            |e| match e.on_insert("project membership", user_id.to_string()) {
                 Error::Conflict(_) => {
                     Error::not_found("project or user", format!("{project_id}/{user_id}"))
                 }

@@ -1,0 +1,398 @@
+//! What goes to an agent and what comes back.
+//!
+//! * [`JobDefinition`]: the payload of a RUNJOB or CANCELJOB task
+//!   (job-runner §2.4), built by the scheduler when it starts a job.
+//! * [`TaskUpdateBody`] / [`TaskResults`]: an agent's report. **Results
+//!   carry no output file names**: the types reject (HTTP 400) any field they
+//!   do not declare, so `outputs`, `unmatched_outputs`, `unmatched_patterns`,
+//!   `level4_excluded_files` and anything else an agent might try to send is
+//!   refused rather than stored; what is declared is counts and booleans, an
+//!   exit code, an image id and a short status message, which the server
+//!   additionally drops whenever the results say some pattern was unmatched
+//!   or some file excluded or skipped (the cases where a message would name
+//!   files, as in the reference agent's redaction, §5.9). Only the parsed,
+//!   re-serialised results are stored.
+//! * [`decide`]: turning a finished task's results into the job's final
+//!   status code and message (§5.9).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warden_state::StatusCode;
+
+/// The moderately_sensitive file types the level-4 checks allow (job-runner
+/// §5.7).
+pub const LEVEL4_FILE_TYPES: &[&str] = &[
+    ".csv", ".html", ".jpeg", ".jpg", ".json", ".log", ".md", ".png", ".svg", ".svgz", ".txt",
+];
+
+/// The payload of a task: everything an agent needs to run (or cancel) one
+/// job. Field names follow the executor's `JobDefinition` where they share a
+/// meaning; the agent adds its own `code_dir` after checking out
+/// `repo_url` at `commit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobDefinition {
+    /// Job id.
+    pub id: String,
+    /// Job request id.
+    pub request_id: String,
+    /// This task's id (a retry runs under a new one).
+    pub task_id: String,
+    /// Workspace (the output directory on the backend).
+    pub workspace: String,
+    /// Action name.
+    pub action: String,
+    /// Repository of the code to run (credentials included only if the
+    /// workspace's URL has them: the agent needs them to fetch).
+    pub repo_url: String,
+    /// Branch the commit is on.
+    pub branch: String,
+    /// Commit to check out.
+    pub commit: String,
+    /// Full image reference, e.g. `ghcr.io/opensafely-core/python:v2`.
+    pub image: String,
+    /// The command's arguments after the image.
+    pub args: Vec<String>,
+    /// Environment for the container.
+    pub env: BTreeMap<String, String>,
+    /// Deprecated; always empty (inputs come from `input_job_ids`).
+    pub inputs: Vec<String>,
+    /// For each action in `needs`, the id of its latest job in this
+    /// workspace and backend when the task was made.
+    pub input_job_ids: BTreeMap<String, String>,
+    /// Declared outputs: `{glob: privacy level}`.
+    pub output_spec: BTreeMap<String, String>,
+    /// The action reads the backend's database.
+    pub allow_database_access: bool,
+    /// `default` for database actions, else null.
+    pub database_name: Option<String>,
+    /// Who asked (username).
+    pub created_by: String,
+    /// CPUs for the container.
+    pub cpu_count: f64,
+    /// Memory limit in bytes.
+    pub memory_limit: u64,
+    /// Job creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Largest moderately_sensitive file, bytes.
+    pub level4_max_filesize: u64,
+    /// Most CSV data rows in a moderately_sensitive file.
+    pub level4_max_csv_rows: u64,
+    /// Allowed moderately_sensitive file types.
+    pub level4_file_types: Vec<String>,
+}
+
+/// The executor stage an agent reports (job-runner §1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStage {
+    /// Preparing the job's volume.
+    Preparing,
+    /// Volume ready, container not started.
+    Prepared,
+    /// Container running.
+    Executing,
+    /// Container exited.
+    Executed,
+    /// Collecting outputs.
+    Finalizing,
+    /// Done; results final.
+    Finalized,
+    /// The agent knows nothing of the job.
+    Unknown,
+    /// The executor failed (not the job).
+    Error,
+}
+
+impl AgentStage {
+    /// The stage as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStage::Preparing => "preparing",
+            AgentStage::Prepared => "prepared",
+            AgentStage::Executing => "executing",
+            AgentStage::Executed => "executed",
+            AgentStage::Finalizing => "finalizing",
+            AgentStage::Finalized => "finalized",
+            AgentStage::Unknown => "unknown",
+            AgentStage::Error => "error",
+        }
+    }
+
+    /// The job status code a running job takes while its task is at this
+    /// stage; `None` for `unknown` and `error`, which leave the code alone
+    /// (§2.8).
+    pub fn status_code(stage: &str) -> Option<StatusCode> {
+        Some(match stage {
+            "preparing" => StatusCode::Preparing,
+            "prepared" => StatusCode::Prepared,
+            "executing" => StatusCode::Executing,
+            "executed" => StatusCode::Executed,
+            "finalizing" => StatusCode::Finalizing,
+            "finalized" => StatusCode::Finalized,
+            _ => return None,
+        })
+    }
+}
+
+/// Resource use of a job (numbers only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobMetrics {
+    /// Mean CPU, percent of one core.
+    #[serde(default)]
+    pub cpu_mean: Option<f64>,
+    /// Peak CPU, percent of one core.
+    #[serde(default)]
+    pub cpu_peak: Option<f64>,
+    /// Mean memory, MB.
+    #[serde(default)]
+    pub mem_mb_mean: Option<f64>,
+    /// Peak memory, MB.
+    #[serde(default)]
+    pub mem_mb_peak: Option<f64>,
+}
+
+/// An agent's results for a task: redacted, **without any file name**
+/// (unknown fields are rejected). The same shape as the executor's
+/// `RedactedResults`, plus `fatal` and `job_metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskResults {
+    /// Container exit code; null when no container ran.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// Docker's OOMKilled flag.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// The job was cancelled.
+    #[serde(default)]
+    pub cancelled: bool,
+    /// The executor failed on the job (not the job itself); the job is
+    /// retried under a new task unless `fatal` (or attempts run out).
+    #[serde(default)]
+    pub has_error: bool,
+    /// With `has_error`: do not retry.
+    #[serde(default)]
+    pub fatal: bool,
+    /// Some output pattern matched nothing.
+    #[serde(default)]
+    pub has_unmatched_patterns: bool,
+    /// Some moderately_sensitive output failed the level-4 checks.
+    #[serde(default)]
+    pub has_level4_excluded_files: bool,
+    /// How many did.
+    #[serde(default)]
+    pub level4_excluded_count: u64,
+    /// Some pattern matched a symlink, directory or special file.
+    #[serde(default)]
+    pub has_skipped_outputs: bool,
+    /// Number of outputs found.
+    #[serde(default)]
+    pub output_count: u64,
+    /// A short high-level message (at most 500 characters; dropped by the
+    /// server when any of the flags above says files were involved).
+    #[serde(default)]
+    pub status_message: Option<String>,
+    /// When the job was finalized, ns since the epoch (informational).
+    #[serde(default)]
+    pub timestamp_ns: u64,
+    /// Id of the image the container actually ran.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// Resource use.
+    #[serde(default)]
+    pub job_metrics: Option<JobMetrics>,
+}
+
+/// Longest status message accepted from an agent.
+pub const MAX_STATUS_MESSAGE: usize = 500;
+
+impl TaskResults {
+    /// Checks what can be checked and strips what could name files: the
+    /// status message goes whenever a pattern was unmatched or a file
+    /// excluded or skipped.
+    pub fn sanitise(mut self) -> Result<TaskResults, String> {
+        if let Some(m) = &self.status_message
+            && m.chars().count() > MAX_STATUS_MESSAGE
+        {
+            return Err(format!(
+                "results.status_message is longer than {MAX_STATUS_MESSAGE} characters"
+            ));
+        }
+        if let Some(id) = &self.image_id
+            && (id.len() > 200 || id.chars().any(char::is_whitespace))
+        {
+            return Err("results.image_id is not an image id".into());
+        }
+        if self.has_unmatched_patterns || self.has_level4_excluded_files || self.has_skipped_outputs
+        {
+            self.status_message = None;
+        }
+        Ok(self)
+    }
+}
+
+/// An agent's report on one task (`POST /api/v1/backends/{slug}/tasks/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskUpdateBody {
+    /// The executor stage reached.
+    pub stage: AgentStage,
+    /// The agent has finished with the task (then `results` is required for
+    /// a RUNJOB task).
+    #[serde(default)]
+    pub complete: bool,
+    /// The agent's clock when the stage was reached, ns since the epoch: the
+    /// job's transition time (clamped so that times never go backwards).
+    pub timestamp_ns: i64,
+    /// Results so far (final when `complete`).
+    #[serde(default)]
+    pub results: Option<TaskResults>,
+}
+
+/// The final status of a job whose RUNJOB task completed without an
+/// executor error (job-runner §5.9).
+pub fn decide(results: &TaskResults, requires_db: bool) -> (StatusCode, String) {
+    if results.exit_code != Some(0) {
+        let mut message = "Job exited with an error".to_owned();
+        let detail = results
+            .status_message
+            .clone()
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                if results.oom_killed {
+                    Some("Job ran out of memory".to_owned())
+                } else if requires_db {
+                    results
+                        .exit_code
+                        .and_then(db_exit_message)
+                        .map(str::to_owned)
+                } else {
+                    None
+                }
+            });
+        if let Some(detail) = detail {
+            message.push_str(": ");
+            message.push_str(&detail);
+        }
+        (StatusCode::NonzeroExit, message)
+    } else if results.has_unmatched_patterns {
+        (
+            StatusCode::UnmatchedPatterns,
+            "Outputs matching expected patterns were not found. See job log for details.".into(),
+        )
+    } else if results.has_level4_excluded_files {
+        (
+            StatusCode::Succeeded,
+            "Completed successfully, but some file(s) marked as moderately_sensitive were \
+             excluded. See job log for details."
+                .into(),
+        )
+    } else {
+        (StatusCode::Succeeded, "Completed successfully".into())
+    }
+}
+
+/// The controller's messages for the exit codes of database jobs (§5.8).
+fn db_exit_message(code: i64) -> Option<&'static str> {
+    Some(match code {
+        2 => {
+            "There was a problem with the arguments of your command; please confirm that it runs locally"
+        }
+        3 => "A transient database error occurred; your job may run if you try it again",
+        4 => "New data is being imported into the database, please try again in a few hours",
+        5 => "Something went wrong with the database, please contact tech support",
+        6 => "Your SQL query is too complex for the database to run",
+        10 => "There was a problem reading your ehrQL code",
+        11 => "There was a problem reading one of the supplied data files",
+        12 => "You do not have the required permissions for the ehrQL you are trying to run",
+        13 => "Assurance tests failed; please confirm the tests pass locally",
+        14 => "The job was stopped because it was making too little progress",
+        _ => return None,
+    })
+}
+
+/// The message of a job whose agent reported a fatal error (§2.8).
+pub const FATAL_ERROR_MESSAGE: &str = "This job returned a fatal error.";
+/// The message of a job put back to pending after a retryable agent error
+/// (§2.8, reference text kept as it is, missing space included).
+pub const RETRY_MESSAGE: &str = "This job returned an error that could be retriedwith a new task.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_result_fields_are_refused() {
+        for field in [
+            "outputs",
+            "unmatched_outputs",
+            "unmatched_patterns",
+            "level4_excluded_files",
+            "hint",
+        ] {
+            let body = format!(r#"{{"exit_code": 0, "{field}": ["output/a.csv"]}}"#);
+            let err = serde_json::from_str::<TaskResults>(&body).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn messages_that_could_name_files_are_dropped() {
+        let r = TaskResults {
+            exit_code: Some(0),
+            has_unmatched_patterns: true,
+            status_message: Some("No outputs found matching patterns: output/x.csv".into()),
+            ..TaskResults::default()
+        };
+        assert_eq!(r.sanitise().unwrap().status_message, None);
+        let long = TaskResults {
+            status_message: Some("x".repeat(501)),
+            ..TaskResults::default()
+        };
+        assert!(long.sanitise().is_err());
+    }
+
+    #[test]
+    fn decisions() {
+        let ok = TaskResults {
+            exit_code: Some(0),
+            ..TaskResults::default()
+        };
+        assert_eq!(
+            decide(&ok, false),
+            (StatusCode::Succeeded, "Completed successfully".into())
+        );
+        let excluded = TaskResults {
+            has_level4_excluded_files: true,
+            ..ok.clone()
+        };
+        assert!(
+            decide(&excluded, false)
+                .1
+                .starts_with("Completed successfully, but")
+        );
+        let unmatched = TaskResults {
+            has_unmatched_patterns: true,
+            ..ok.clone()
+        };
+        assert_eq!(decide(&unmatched, false).0, StatusCode::UnmatchedPatterns);
+        let failed = TaskResults {
+            exit_code: Some(1),
+            ..TaskResults::default()
+        };
+        assert_eq!(
+            decide(&failed, false),
+            (StatusCode::NonzeroExit, "Job exited with an error".into())
+        );
+        let db = TaskResults {
+            exit_code: Some(4),
+            ..TaskResults::default()
+        };
+        assert!(decide(&db, true).1.contains("New data is being imported"));
+        let none = TaskResults::default();
+        assert_eq!(decide(&none, false).0, StatusCode::NonzeroExit);
+    }
+}

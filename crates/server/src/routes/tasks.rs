@@ -1,0 +1,112 @@
+//! The task API for agents: `/api/v1/backends/{slug}/tasks`.
+//!
+//! An agent is never reached from outside: it pulls its backend's active
+//! tasks and reports on each. Both calls need a token of that backend. A task
+//! of another backend does not exist as far as an agent can tell (404).
+//! Updates are idempotent: repeating one, or sending one for a task that is
+//! already complete or was cancelled, changes nothing; an update older than
+//! the last one recorded (by `timestamp_ns`) is ignored. Results carry no
+//! file names: see [`crate::definition`].
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use warden_state::{TaskType, TaskUpdate, TaskUpdateOutcome};
+
+use crate::app::AppState;
+use crate::auth::authenticate_backend;
+use crate::definition::TaskUpdateBody;
+use crate::error::{AppError, AppJson, AppPath, ErrorBody};
+use crate::views::{TaskList, TaskUpdateResponse, TaskView};
+
+/// The backend's active tasks, oldest first. Records that its agent was
+/// seen.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backends/{slug}/tasks",
+    tag = "agents",
+    params(("slug" = String, Path, description = "Backend slug")),
+    security(("backend_token" = [])),
+    responses(
+        (status = 200, description = "Active tasks", body = TaskList),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A token of another backend", body = ErrorBody),
+        (status = 404, description = "No such backend", body = ErrorBody),
+    )
+)]
+pub async fn pull(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AppPath(slug): AppPath<String>,
+) -> Result<Json<TaskList>, AppError> {
+    authenticate_backend(&state, &headers, &slug).await?;
+    state.store.record_backend_seen(&slug).await?;
+    let tasks = state.store.active_tasks(&slug).await?;
+    Ok(Json(TaskList {
+        tasks: tasks.iter().map(TaskView::from).collect(),
+    }))
+}
+
+/// Report on a task: its stage, whether the agent is done with it, and (when
+/// done) the redacted results. Unknown fields anywhere in the body, in
+/// particular anything that could carry output file names, are refused.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backends/{slug}/tasks/{id}",
+    tag = "agents",
+    params(
+        ("slug" = String, Path, description = "Backend slug"),
+        ("id" = String, Path, description = "Task id"),
+    ),
+    request_body = TaskUpdateBody,
+    security(("backend_token" = [])),
+    responses(
+        (status = 200, description = "Recorded, or ignored as a repeat", body = TaskUpdateResponse),
+        (status = 400, description = "Invalid body (including unknown fields)", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "A token of another backend", body = ErrorBody),
+        (status = 404, description = "No such backend, or no such task on it", body = ErrorBody),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AppPath((slug, id)): AppPath<(String, String)>,
+    AppJson(body): AppJson<TaskUpdateBody>,
+) -> Result<Json<TaskUpdateResponse>, AppError> {
+    authenticate_backend(&state, &headers, &slug).await?;
+    let task = state
+        .store
+        .get_task(&id)
+        .await?
+        .filter(|t| t.backend == slug)
+        .ok_or_else(|| AppError::NotFound(format!("Task '{id}' not found")))?;
+    let results = match body.results {
+        Some(r) => Some(r.sanitise().map_err(AppError::bad_request)?),
+        None => None,
+    };
+    if body.complete && results.is_none() && task.task_type == TaskType::RunJob {
+        return Err(AppError::bad_request(
+            "a complete update of a runjob task needs results",
+        ));
+    }
+    let update = TaskUpdate {
+        task_id: id.clone(),
+        stage: body.stage.as_str().to_owned(),
+        results: serde_json::to_value(&results).expect("results serialise"),
+        complete: body.complete,
+        timestamp_ns: body.timestamp_ns,
+    };
+    let outcome = state.store.update_task(&slug, &update).await?;
+    if outcome == TaskUpdateOutcome::Applied {
+        state.scheduler.wake();
+    }
+    let outcome = match outcome {
+        TaskUpdateOutcome::Applied => "applied",
+        TaskUpdateOutcome::Inactive => "inactive",
+        TaskUpdateOutcome::Stale => "stale",
+    };
+    Ok(Json(TaskUpdateResponse {
+        outcome: outcome.into(),
+    }))
+}
