@@ -428,21 +428,7 @@ impl<'a> Builder<'_, 'a> {
                     items.push(self.node(ev, sp)?);
                 }
                 items.shrink_to_fit();
-                let value = match tag {
-                    Some(t) if !is_core_tag(&t.handle, &t.suffix, "seq") => {
-                        Value::Tagged(format!("{}{}", t.handle, t.suffix))
-                    }
-                    _ => Value::Seq(items),
-                };
-                let node = Node {
-                    value,
-                    span: Span {
-                        start: start_span.start,
-                        end: end.max_by_offset(start_span.end),
-                    },
-                };
-                self.remember(anchor, &node);
-                Ok(node)
+                Ok(self.collection(anchor, tag, "seq", Value::Seq(items), start_span, end))
             }
             Event::MappingStart(anchor, tag) => {
                 let mut own: Vec<(Node, Node)> = Vec::new();
@@ -489,21 +475,7 @@ impl<'a> Builder<'_, 'a> {
                     }
                 }
                 own.shrink_to_fit();
-                let value = match tag {
-                    Some(t) if !is_core_tag(&t.handle, &t.suffix, "map") => {
-                        Value::Tagged(format!("{}{}", t.handle, t.suffix))
-                    }
-                    _ => Value::Map(own),
-                };
-                let node = Node {
-                    value,
-                    span: Span {
-                        start: start_span.start,
-                        end: end.max_by_offset(start_span.end),
-                    },
-                };
-                self.remember(anchor, &node);
-                Ok(node)
+                Ok(self.collection(anchor, tag, "map", Value::Map(own), start_span, end))
             }
             Event::SequenceEnd | Event::MappingEnd => Err(vec![YamlError {
                 message: "unexpected end of a collection".into(),
@@ -518,6 +490,34 @@ impl<'a> Builder<'_, 'a> {
                 span: start_span,
             }]),
         }
+    }
+
+    /// Finishes a sequence or mapping: an unresolved tag makes it a tagged
+    /// value, the span runs to its end, and its anchor (if any) remembers it.
+    fn collection(
+        &mut self,
+        anchor: usize,
+        tag: Option<std::borrow::Cow<'_, saphyr_parser::Tag>>,
+        kind: &str,
+        value: Value,
+        start_span: Span,
+        end: Pos,
+    ) -> Node {
+        let value = match tag {
+            Some(t) if !is_core_tag(&t.handle, &t.suffix, kind) => {
+                Value::Tagged(format!("{}{}", t.handle, t.suffix))
+            }
+            _ => value,
+        };
+        let node = Node {
+            value,
+            span: Span {
+                start: start_span.start,
+                end: end.max_by_offset(start_span.end),
+            },
+        };
+        self.remember(anchor, &node);
+        node
     }
 
     /// Applies a merge key's value (`<<: *a` or `<<: [*a, *b]`): keys not already
