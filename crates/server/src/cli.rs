@@ -31,12 +31,18 @@ pub struct DataArgs {
     /// `postgres://user@host/db`.
     #[arg(long, env = env::DATABASE_URL, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL only: keep warden's tables in this schema (created if
+    /// missing), so that several warden servers or test runs can share one
+    /// database.
+    #[arg(long, env = env::PG_SCHEMA)]
+    pub pg_schema: Option<String>,
 }
 
 impl DataArgs {
     fn config(&self) -> Config {
         Config {
             database_url: self.database_url.clone(),
+            pg_schema: self.pg_schema.clone(),
             ..Config::new(&self.data_dir)
         }
     }

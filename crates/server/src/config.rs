@@ -10,6 +10,8 @@ pub mod env {
     pub const DATA_DIR: &str = "WARDEN_DATA_DIR";
     /// `postgres://…` to use PostgreSQL instead of the SQLite file.
     pub const DATABASE_URL: &str = "WARDEN_DATABASE_URL";
+    /// PostgreSQL schema for warden's tables.
+    pub const PG_SCHEMA: &str = "WARDEN_PG_SCHEMA";
     /// Address to listen on.
     pub const BIND: &str = "WARDEN_BIND";
     /// Log filter (`tracing` syntax).

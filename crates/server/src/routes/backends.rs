@@ -53,6 +53,7 @@ async fn view(state: &AppState, backend: warden_state::Backend) -> Result<Backen
 /// Every backend's status.
 #[utoipa::path(
     get,
+    operation_id = "list_backends",
     path = "/api/v1/backends",
     tag = "backends",
     security(("user_token" = [])),
@@ -106,6 +107,7 @@ async fn set_paused(
 /// Needs the `admin` role.
 #[utoipa::path(
     post,
+    operation_id = "pause_backend",
     path = "/api/v1/backends/{slug}/pause",
     tag = "backends",
     params(("slug" = String, Path, description = "Backend slug")),
@@ -128,6 +130,7 @@ pub async fn pause(
 /// Unpause a backend. Needs the `admin` role.
 #[utoipa::path(
     post,
+    operation_id = "unpause_backend",
     path = "/api/v1/backends/{slug}/unpause",
     tag = "backends",
     params(("slug" = String, Path, description = "Backend slug")),

@@ -28,6 +28,7 @@ use crate::views::{
 /// first request (`200`, `result: already_exists`).
 #[utoipa::path(
     post,
+    operation_id = "create_job_request",
     path = "/api/v1/job-requests",
     tag = "job requests",
     request_body = CreateJobRequest,
@@ -76,6 +77,7 @@ pub struct ListParams {
 /// List job requests, newest first, with derived status.
 #[utoipa::path(
     get,
+    operation_id = "list_job_requests",
     path = "/api/v1/job-requests",
     tag = "job requests",
     params(ListParams),
@@ -123,6 +125,7 @@ async fn load(state: &AppState, id: &str) -> Result<JobRequestView, AppError> {
 /// One job request with its jobs and derived fields.
 #[utoipa::path(
     get,
+    operation_id = "get_job_request",
     path = "/api/v1/job-requests/{id}",
     tag = "job requests",
     params(("id" = String, Path, description = "Job request id")),
@@ -154,6 +157,7 @@ pub struct CancelBody {
 /// pending and running jobs are stopped, finished ones are left alone.
 #[utoipa::path(
     post,
+    operation_id = "cancel_job_request",
     path = "/api/v1/job-requests/{id}/cancel",
     tag = "job requests",
     params(("id" = String, Path, description = "Job request id")),
@@ -236,6 +240,7 @@ pub async fn cancel(
 /// after the snapshot if it already is). Keep-alive comments every 15 s.
 #[utoipa::path(
     get,
+    operation_id = "watch_job_request",
     path = "/api/v1/job-requests/{id}/events",
     tag = "job requests",
     params(("id" = String, Path, description = "Job request id")),

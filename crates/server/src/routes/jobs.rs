@@ -32,6 +32,7 @@ pub struct ListParams {
 /// List jobs, oldest first.
 #[utoipa::path(
     get,
+    operation_id = "list_jobs",
     path = "/api/v1/jobs",
     tag = "jobs",
     params(ListParams),
@@ -74,6 +75,7 @@ pub async fn list(
 /// One job.
 #[utoipa::path(
     get,
+    operation_id = "get_job",
     path = "/api/v1/jobs/{id}",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
@@ -100,6 +102,7 @@ pub async fn get(
 /// Cancel one job, whatever its state (a finished job is left as it is).
 #[utoipa::path(
     post,
+    operation_id = "cancel_job",
     path = "/api/v1/jobs/{id}/cancel",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),

@@ -11,6 +11,7 @@ use crate::views::{Health, MeView};
 /// Liveness (no authentication).
 #[utoipa::path(
     get,
+    operation_id = "health",
     path = "/api/v1/health",
     tag = "meta",
     responses((status = 200, description = "Alive", body = Health))
@@ -24,6 +25,7 @@ pub async fn health() -> Json<Health> {
 /// The user the token belongs to.
 #[utoipa::path(
     get,
+    operation_id = "me",
     path = "/api/v1/me",
     tag = "meta",
     security(("user_token" = [])),
@@ -48,6 +50,7 @@ pub async fn me(
 /// This document (no authentication).
 #[utoipa::path(
     get,
+    operation_id = "openapi",
     path = "/api/v1/openapi.json",
     tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object))

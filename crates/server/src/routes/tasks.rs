@@ -23,6 +23,7 @@ use crate::views::{TaskList, TaskUpdateResponse, TaskView};
 /// seen.
 #[utoipa::path(
     get,
+    operation_id = "pull_tasks",
     path = "/api/v1/backends/{slug}/tasks",
     tag = "agents",
     params(("slug" = String, Path, description = "Backend slug")),
@@ -52,6 +53,7 @@ pub async fn pull(
 /// particular anything that could carry output file names, are refused.
 #[utoipa::path(
     post,
+    operation_id = "update_task",
     path = "/api/v1/backends/{slug}/tasks/{id}",
     tag = "agents",
     params(

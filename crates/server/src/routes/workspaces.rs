@@ -48,6 +48,7 @@ async fn view(
 /// Every workspace, by name.
 #[utoipa::path(
     get,
+    operation_id = "list_workspaces",
     path = "/api/v1/workspaces",
     tag = "workspaces",
     security(("user_token" = [])),
@@ -70,6 +71,7 @@ pub async fn list(
 /// One workspace, with the latest job of each action.
 #[utoipa::path(
     get,
+    operation_id = "get_workspace",
     path = "/api/v1/workspaces/{name}",
     tag = "workspaces",
     params(("name" = String, Path, description = "Workspace name")),

@@ -1,0 +1,16 @@
+//! warden-server's integration tests: the real server over loopback HTTP,
+//! real git repositories, on SQLite and on PostgreSQL.
+
+mod common;
+mod schema;
+
+/// Authentication, creating, reading, cancelling, pausing, bad input.
+mod api;
+/// 50 concurrent creates on one workspace.
+mod concurrency;
+/// kill -9 of the server (a child process) in the middle of scheduling.
+mod crash;
+/// A test acting as the agent drives jobs through their whole life.
+mod lifecycle;
+/// The OpenAPI document against the router.
+mod openapi;
