@@ -28,6 +28,10 @@ pub enum Command {
     Graph(commands::graph::GraphArgs),
     /// Run actions locally in Docker, on dummy data, as a backend would.
     Run(commands::run::RunArgs),
+    /// Run the controller: the JSON API for researchers and agents, and the scheduler.
+    Serve(warden_server::cli::ServeArgs),
+    /// Administer the controller: organisations, projects, workspaces, backends, users.
+    Admin(warden_server::cli::AdminArgs),
 }
 
 /// Parses the arguments, runs the command, and turns the outcome into an exit code.
@@ -37,6 +41,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(&args),
         Command::Graph(args) => commands::graph::run(&args),
         Command::Run(args) => commands::run::run(args),
+        Command::Serve(args) => warden_server::cli::serve(args).map_err(anyhow::Error::from),
+        Command::Admin(args) => warden_server::cli::admin(args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,
