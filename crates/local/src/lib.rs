@@ -243,6 +243,35 @@ pub fn load_project(dir: &Path) -> Result<(Pipeline, String), RunError> {
     }
 }
 
+/// Checks the requested action names against the pipeline (and that what they
+/// need can be ordered), so that a typo is reported at once: before Docker is
+/// reached or the history opened. [`run`] plans with the same rules.
+pub fn check_request(pipeline: &Pipeline, actions: &[String]) -> Result<(), PlanError> {
+    warden_planner::Graph::new(pipeline)
+        .closure(actions)
+        .map(|_| ())
+}
+
+/// The final status text of a job that ran, as the researcher sees it locally.
+///
+/// The executor's [`JobResults::user_message`] is the text a backend may send
+/// off the backend, so it names no file: for unmatched patterns it only says
+/// "See job log for details". Locally the study is the researcher's own, so
+/// name the patterns that matched nothing, as `opensafely run` does.
+pub fn local_message(results: &JobResults) -> String {
+    match results.outcome() {
+        ExecOutcome::UnmatchedPatterns if !results.unmatched_patterns.is_empty() => {
+            let mut message = "No outputs found matching patterns:".to_string();
+            for pattern in &results.unmatched_patterns {
+                message.push_str("\n - ");
+                message.push_str(pattern);
+            }
+            message
+        }
+        _ => results.user_message(),
+    }
+}
+
 /// Runs a local job request; see the crate documentation.
 pub async fn run(
     opts: RunOptions,
@@ -623,13 +652,13 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
     ctx.status(&action, msg);
     let def = match definition(&ctx, &job).await {
         Ok(def) => def,
-        Err(e) => return fail(&ctx, &job, None, e).await,
+        Err(e) => return fail(&ctx, &job, None, format!("Internal error: {e}")).await,
     };
     if ctx.cancel.is_cancelled() {
         return cancel(&ctx, &job, &def).await;
     }
     if let Err(e) = ctx.executor.prepare(&def).await {
-        return fail(&ctx, &job, Some(&def), e.to_string()).await;
+        return fail(&ctx, &job, Some(&def), failure_message(&e)).await;
     }
     let msg = "Prepared and ready to run";
     ctx.set(&job, StatusCode::Prepared, msg).await;
@@ -638,7 +667,7 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
         return cancel(&ctx, &job, &def).await;
     }
     if let Err(e) = ctx.executor.execute(&def).await {
-        return fail(&ctx, &job, Some(&def), e.to_string()).await;
+        return fail(&ctx, &job, Some(&def), failure_message(&e)).await;
     }
     let msg = "Executing job on the backend";
     ctx.set(&job, StatusCode::Executing, msg).await;
@@ -672,7 +701,7 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
     // Let the log follower drain what the container wrote.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await;
     if let Err(e) = waited {
-        return fail(&ctx, &job, Some(&def), e.to_string()).await;
+        return fail(&ctx, &job, Some(&def), failure_message(&e)).await;
     }
     let msg = "Job has finished executing and is waiting to be finalized";
     ctx.set(&job, StatusCode::Executed, msg).await;
@@ -681,7 +710,7 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
     ctx.status(&action, msg);
     let results = match ctx.executor.finalize(&def, Finalize::Completed).await {
         Ok(r) => r,
-        Err(e) => return fail(&ctx, &job, Some(&def), e.to_string()).await,
+        Err(e) => return fail(&ctx, &job, Some(&def), failure_message(&e)).await,
     };
     ctx.executor.cleanup(&def).await;
     let code = match results.outcome() {
@@ -691,7 +720,7 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
         ExecOutcome::Cancelled => StatusCode::CancelledByUser,
         ExecOutcome::Error => StatusCode::InternalError,
     };
-    let message = results.user_message();
+    let message = local_message(&results);
     let mut update = JobUpdate::code(&job.id, code, &message);
     update.outputs = Some(
         results
@@ -712,10 +741,23 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
     )
 }
 
-/// Records an executor failure as the job's final state, keeping the error's
-/// text: locally it is the researcher's to read (a missing image, a missing
-/// input file).
-async fn fail(ctx: &Ctx, job: &Job, def: Option<&JobDefinition>, error: String) -> JobSummary {
+/// The text of an executor failure. Problems a person must fix (a missing
+/// image, a missing input file) are shown as they are: they say what to do,
+/// and calling them internal errors ("a platform issue rather than a problem
+/// for users to fix") would send the researcher the wrong way. Anything else
+/// is an internal error.
+fn failure_message(error: &ExecutorError) -> String {
+    match error {
+        ExecutorError::ImageNotFound { .. }
+        | ExecutorError::MissingInput { .. }
+        | ExecutorError::InputNotRegularFile { .. } => error.to_string(),
+        _ => format!("Internal error: {error}"),
+    }
+}
+
+/// Records an executor failure as the job's final state (`internal_error`),
+/// keeping the error's text: locally it is the researcher's to read.
+async fn fail(ctx: &Ctx, job: &Job, def: Option<&JobDefinition>, message: String) -> JobSummary {
     if ctx.cancel.is_cancelled()
         && let Some(def) = def
     {
@@ -725,7 +767,7 @@ async fn fail(ctx: &Ctx, job: &Job, def: Option<&JobDefinition>, error: String) 
     if let Some(def) = def {
         match ctx
             .executor
-            .finalize(def, Finalize::Error(error.clone()))
+            .finalize(def, Finalize::Error(message.clone()))
             .await
         {
             Ok(r) => results = Some(r),
@@ -735,7 +777,6 @@ async fn fail(ctx: &Ctx, job: &Job, def: Option<&JobDefinition>, error: String) 
         }
         ctx.executor.cleanup(def).await;
     }
-    let message = format!("Internal error: {error}");
     ctx.set(job, StatusCode::InternalError, &message).await;
     ctx.status(&job.action, &message);
     summary(job, StatusCode::InternalError, &message, results, None)

@@ -82,10 +82,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let dir = std::path::absolute(&args.project_dir)
         .with_context(|| format!("cannot resolve `{}`", args.project_dir.display()))?;
-    // Validate first: a broken project.yaml needs no Docker to be reported.
-    if let Err(e) = warden_local::load_project(&dir) {
-        return Ok(report_run_error(&e));
+    // Validate first: a broken project.yaml or a mistyped action name needs no
+    // Docker to be reported.
+    let shown = shown_project_file(&args.project_dir);
+    let pipeline = match warden_local::load_project(&dir) {
+        Ok((pipeline, _)) => pipeline,
+        Err(e) => return Ok(report_run_error(&e, &shown)),
+    };
+    if let Err(e) = warden_local::check_request(&pipeline, &args.actions) {
+        return Ok(report_run_error(&RunError::Plan(e), &shown));
     }
+    drop(pipeline);
     warn_about_uncommitted(&dir);
 
     let executor = match DockerExecutor::connect(ExecutorConfig::local(&dir)).await {
@@ -136,7 +143,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = printer.await;
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(e) => return Ok(report_run_error(&e)),
+        Err(e) => return Ok(report_run_error(&e, &shown)),
     };
     match &outcome {
         Outcome::NothingToDo(lines) => {
@@ -161,12 +168,25 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn report_run_error(e: &RunError) -> ExitCode {
+/// `project.yaml` as the user would write it: relative to where they are
+/// (as `warden check` shows it), so that error locations can be clicked.
+fn shown_project_file(project_dir: &Path) -> String {
+    if project_dir == Path::new(".") {
+        "project.yaml".to_string()
+    } else {
+        project_dir.join("project.yaml").display().to_string()
+    }
+}
+
+fn report_run_error(e: &RunError, shown: &str) -> ExitCode {
     match e {
-        RunError::InvalidProject { path, text, report } => {
-            let name = path.display().to_string();
-            eprint!("{}", warden_pipeline::render::human(report, text, &name));
-            eprintln!("{name} is invalid: {} error(s)", report.errors.len());
+        RunError::InvalidProject { text, report, .. } => {
+            eprint!("{}", warden_pipeline::render::human(report, text, shown));
+            let n = report.errors.len();
+            eprintln!(
+                "{shown} is invalid: {n} error{}",
+                if n == 1 { "" } else { "s" }
+            );
         }
         RunError::Plan(plan) => {
             eprintln!("error: {plan}");
@@ -269,7 +289,11 @@ fn print_event(event: &Event, timestamps: bool, show_logs: bool) {
         Event::Planned { actions, .. } => {
             writeln!(out, "\n{p}Running actions: {}\n", actions.join(", "))
         }
-        Event::Status { action, message } => writeln!(out, "{p}{action}: {message}"),
+        // One line per line of the message, each naming its action.
+        Event::Status { action, message } => message
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .try_for_each(|l| writeln!(out, "{p}{action}: {l}")),
         Event::Log { action, line } if show_logs => writeln!(out, "{p}{action} | {line}"),
         Event::Log { .. } => Ok(()),
     };
@@ -291,14 +315,10 @@ fn print_summary(dir: &Path, jobs: &[JobSummary]) {
             continue;
         }
         let _ = writeln!(out, "=> {}", job.action);
-        for line in job.message.lines() {
-            let _ = writeln!(out, "   {line}");
-        }
+        write_block(&mut out, &job.message);
         if let Some(r) = &job.results {
             if let Some(hint) = &r.hint {
-                for line in hint.lines() {
-                    let _ = writeln!(out, "   {line}");
-                }
+                write_block(&mut out, hint);
             }
             let _ = writeln!(out);
             if let Some(log) = &job.log_path {
@@ -363,6 +383,20 @@ fn print_summary(dir: &Path, jobs: &[JobSummary]) {
             "; see the failures above"
         }
     );
+}
+
+/// Writes a status message or hint under its action: three spaces in, list
+/// items (`- file`, `... and N more`) four. The executor keeps the reference's
+/// texts, which start with a newline and indent their items unevenly.
+fn write_block(out: &mut impl std::io::Write, text: &str) {
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let indent = if line.starts_with("- ") || line.starts_with("... ") {
+            "    "
+        } else {
+            "   "
+        };
+        let _ = writeln!(out, "{indent}{line}");
+    }
 }
 
 fn level_name(level: PrivacyLevel) -> &'static str {
