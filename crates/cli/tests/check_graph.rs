@@ -104,7 +104,11 @@ fn check_exit_codes() {
     insta::assert_snapshot!(ok.stdout, @"project.yaml is valid: 0 actions");
     let missing = warden(dir.path(), &["check", "nope.yaml"]);
     assert_eq!(missing.code, 2);
-    assert!(missing.stderr.starts_with("error: cannot read `nope.yaml`"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.starts_with("error: cannot read `nope.yaml`"),
+        "{}",
+        missing.stderr
+    );
     std::fs::write(dir.path().join("bad.yaml"), b"version: 5\nactions: \xff\n").unwrap();
     let bad = warden(dir.path(), &["check", "bad.yaml"]);
     assert_eq!(bad.code, 1);
@@ -192,7 +196,10 @@ fn graph_formats() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["nodes"].as_array().unwrap().len(), 4);
     assert_eq!(v["nodes"][0]["database_action"], true);
-    assert_eq!(v["edges"][0], serde_json::json!({"from": "extract", "to": "model"}));
+    assert_eq!(
+        v["edges"][0],
+        serde_json::json!({"from": "extract", "to": "model"})
+    );
 }
 
 #[test]
@@ -223,5 +230,8 @@ fn graph_refuses_an_invalid_project() {
     let out = warden(dir.path(), &["graph"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("project.yaml:15:16"), "{}", out.stderr);
-    assert!(out.stderr.ends_with("project.yaml is invalid: run `warden check` for details\n"));
+    assert!(
+        out.stderr
+            .ends_with("project.yaml is invalid: run `warden check` for details\n")
+    );
 }

@@ -372,7 +372,7 @@ fn ctrl_c_kills_the_job_records_it_cancelled_and_a_rerun_runs_it_again() {
        outputs:
          (no outputs)
 
-    => 0 of 1 job(s) succeeded; see the failures above
+    => 0 of 1 job(s) succeeded; the run was cancelled
     ");
     insta::assert_snapshot!(study.normalise(&out.stderr), @r"
     warning: [STUDY] is not in a git repository: a backend runs committed code only
@@ -406,13 +406,21 @@ fn ctrl_c_kills_the_job_records_it_cancelled_and_a_rerun_runs_it_again() {
 }
 
 #[test]
-fn a_missing_image_is_named_with_how_to_build_it() {
+fn a_missing_image_is_named_with_how_to_build_it_before_anything_runs() {
     if !common::docker(&[]) {
         return;
     }
+    // One action whose image exists and one whose image does not: nothing may
+    // run (not even the first), and no job may be left in the history.
     let study = Study::new(&project(
-        "  imageless:
+        "  fine:
+    run: python:v2 python -c 'print(1)'
+    outputs:
+      moderately_sensitive:
+        table: output/fine.csv
+  imageless:
     run: warden-test-no-such-image:v1 sh -c 'true'
+    needs: [fine]
     outputs:
       moderately_sensitive:
         table: output/table.csv
@@ -420,22 +428,13 @@ fn a_missing_image_is_named_with_how_to_build_it() {
     ));
     let out = study.warden(&["run", "imageless"]);
     assert_eq!(out.code, 1, "{}", out.dump());
-    insta::assert_snapshot!(out.summary(), @r"
-    => imageless
-       Docker image ghcr.io/opensafely-core/warden-test-no-such-image:v1 is not currently available on this machine; images are never pulled during a job: build it (scripts/build-images.sh) or pull it (`docker pull ghcr.io/opensafely-core/warden-test-no-such-image:v1`) first
-
-       outputs:
-         (no outputs)
-
-    => 0 of 1 job(s) succeeded; see the failures above
+    insta::assert_snapshot!(study.normalise(&out.stderr), @r"
+    warning: [STUDY] is not in a git repository: a backend runs committed code only
+    error: this image is not available locally: ghcr.io/opensafely-core/warden-test-no-such-image:v1
+    build the local images with `scripts/build-images.sh`, or `docker pull` them where a registry is reachable
     ");
-    let job = study.job("imageless");
-    assert_eq!(job.state, State::Failed);
-    assert!(
-        job.status_message.contains("warden-test-no-such-image:v1"),
-        "{job:?}"
-    );
-    assert!(common::containers_of(std::slice::from_ref(&job.id)).is_empty());
+    assert!(study.jobs().is_empty(), "{:?}", study.jobs());
+    assert!(!study.path("output/fine.csv").exists());
 }
 
 // --- planning across runs ---------------------------------------------------------

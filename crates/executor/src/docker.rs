@@ -203,11 +203,10 @@ impl DockerExecutor {
                 "output pattern {p:?} must be a relative path inside the job"
             ));
         }
-        if let Some(user) = &job.user {
-            if user.is_empty() || user.contains(char::is_whitespace) {
+        if let Some(user) = &job.user
+            && (user.is_empty() || user.contains(char::is_whitespace)) {
                 return bad(format!("user {user:?} must look like uid:gid"));
             }
-        }
         Ok(())
     }
 
@@ -727,6 +726,10 @@ impl Executor for DockerExecutor {
         "docker"
     }
 
+    async fn image_available(&self, image: &str) -> Result<bool> {
+        self.image_exists(image).await
+    }
+
     async fn status(&self, job: &JobDefinition) -> Result<JobStatus> {
         self.validate(job)?;
         self.status_inner(job).await
@@ -860,11 +863,10 @@ impl Executor for DockerExecutor {
 
 /// Split a Docker log line `<RFC 3339 time> <text>` into its parts.
 fn split_timestamp(line: &str) -> (Option<String>, String) {
-    if let Some((ts, rest)) = line.split_once(' ') {
-        if ts.len() >= 20 && ts.as_bytes()[0].is_ascii_digit() && ts.contains('T') {
+    if let Some((ts, rest)) = line.split_once(' ')
+        && ts.len() >= 20 && ts.as_bytes()[0].is_ascii_digit() && ts.contains('T') {
             return (Some(ts.to_string()), rest.to_string());
         }
-    }
     (None, line.to_string())
 }
 

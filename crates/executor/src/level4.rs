@@ -90,8 +90,8 @@ pub fn check_file<R: Read>(
              easily. Allowed types: {}.\n",
             limits.file_types.join(" ")
         ));
-    } else if ext == ".csv" {
-        if let Ok(counts) = open().and_then(csv_counts) {
+    } else if ext == ".csv"
+        && let Ok(counts) = open().and_then(csv_counts) {
             if counts.headers.iter().any(|h| h == "patient_id") {
                 short.push("File has patient_id column".to_string());
                 long.push(format!(
@@ -116,7 +116,6 @@ pub fn check_file<R: Read>(
             check.row_count = Some(counts.rows);
             check.col_count = Some(counts.cols);
         }
-    }
 
     if !short.is_empty() {
         check.message = Some(short.join(","));

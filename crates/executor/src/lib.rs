@@ -119,6 +119,13 @@ pub trait Executor: Send + Sync {
     /// The stored results of a finalized job, if any.
     async fn results(&self, job: &JobDefinition) -> Result<Option<JobResults>>;
 
+    /// Whether `image` is available to run without pulling. Engines that
+    /// cannot tell say yes, and `execute` reports a missing image.
+    async fn image_available(&self, image: &str) -> Result<bool> {
+        let _ = image;
+        Ok(true)
+    }
+
     /// The job's output lines: from the container while it exists (following
     /// new output if `follow`), else from the stored log.
     fn logs(&self, job: &JobDefinition, follow: bool) -> BoxStream<'static, Result<LogLine>>;

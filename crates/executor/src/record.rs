@@ -125,11 +125,10 @@ pub(crate) fn read_metadata(
             path: path.clone(),
             source,
         })?;
-    if let (Some(ours), Some(theirs)) = (&job.task_id, &meta.task_id) {
-        if ours != theirs {
+    if let (Some(ours), Some(theirs)) = (&job.task_id, &meta.task_id)
+        && ours != theirs {
             return Ok(None);
         }
-    }
     Ok(Some(meta))
 }
 

@@ -191,6 +191,29 @@ pub enum RunError {
     /// The history database failed.
     #[error("the job history in metadata/db.sqlite failed")]
     Store(#[from] warden_state::Error),
+    /// Images the jobs need are not available (warden never pulls during a run).
+    #[error(
+        "{} not available locally: {}\nbuild the local images with `scripts/build-images.sh`, or `docker pull` them where a registry is reachable",
+        if .0.len() == 1 { "this image is" } else { "these images are" },
+        .0.join(", ")
+    )]
+    MissingImages(Vec<String>),
+    /// The container engine failed before any job started.
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+}
+
+/// The first shell word of a run command (its image).
+fn first_word(command: &str) -> String {
+    warden_pipeline::python::shlex_split(command)
+        .ok()
+        .and_then(|p| p.into_iter().next())
+        .unwrap_or_default()
+}
+
+/// `<prefix>/<name>:<tag>`.
+fn full_image(prefix: &str, image: String) -> String {
+    format!("{}/{}", prefix.trim_end_matches('/'), image)
 }
 
 /// Shared by the jobs of one run.
@@ -316,6 +339,36 @@ pub async fn run(
     request.force_run_dependencies = opts.force_run_dependencies;
     request.project_definition = text;
     request.created_by = opts.created_by.clone();
+
+    // Every image the new jobs need must be here before any job is created: a
+    // missing one found after an hour of other jobs would waste the hour.
+    {
+        let latest = store.latest_jobs(&workspace, Some(LOCAL_BACKEND)).await?;
+        let mut dry_request = request.clone();
+        let mut dry_nothing = None;
+        let jobs = plan_jobs(
+            &pipeline,
+            &dir,
+            &mut dry_request,
+            &latest,
+            &opts.actions,
+            opts.force_run_dependencies,
+            &mut dry_nothing,
+        )?;
+        let images: std::collections::BTreeSet<String> = jobs
+            .iter()
+            .map(|j| full_image(&opts.image_prefix, first_word(&j.run_command)))
+            .collect();
+        let mut missing = Vec::new();
+        for image in images {
+            if !executor.image_available(&image).await? {
+                missing.push(image);
+            }
+        }
+        if !missing.is_empty() {
+            return Err(RunError::MissingImages(missing));
+        }
+    }
 
     let mut nothing: Option<Vec<String>> = None;
     let planned = {
@@ -587,7 +640,7 @@ async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
         &ctx.request_id,
         &ctx.workspace,
         &job.action,
-        format!("{}/{}", ctx.opts.image_prefix.trim_end_matches('/'), image),
+        full_image(&ctx.opts.image_prefix, image),
         &ctx.dir,
     );
     def.args = parts.into_iter().skip(1).collect();

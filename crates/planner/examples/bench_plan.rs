@@ -105,7 +105,7 @@ fn needs_of(i: usize) -> Vec<usize> {
 
 fn outputs_of(i: usize) -> Vec<(&'static str, String)> {
     let mut outputs = vec![("highly_sensitive", format!("output/a{i}.csv"))];
-    if i > 0 && i % 100 == 0 {
+    if i > 0 && i.is_multiple_of(100) {
         outputs.push(("moderately_sensitive", format!("output/summary_{i}.csv")));
     }
     outputs
@@ -362,7 +362,7 @@ fn with_commas(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

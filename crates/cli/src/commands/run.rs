@@ -155,7 +155,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         Outcome::Ran {
             jobs, cancelled, ..
         } => {
-            print_summary(&dir, jobs);
+            print_summary(&dir, jobs, *cancelled);
             if *cancelled {
                 eprintln!("\n=> Cancelled by user");
                 Ok(ExitCode::from(130))
@@ -301,7 +301,7 @@ fn print_event(event: &Event, timestamps: bool, show_logs: bool) {
 
 /// The final summary: successes first, then failures; jobs that never ran
 /// because a dependency failed are named at the end.
-fn print_summary(dir: &Path, jobs: &[JobSummary]) {
+fn print_summary(dir: &Path, jobs: &[JobSummary], cancelled: bool) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out);
     let ordered = jobs
@@ -379,6 +379,8 @@ fn print_summary(dir: &Path, jobs: &[JobSummary]) {
         jobs.len(),
         if ok == jobs.len() {
             ""
+        } else if cancelled {
+            "; the run was cancelled"
         } else {
             "; see the failures above"
         }
