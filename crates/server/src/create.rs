@@ -5,8 +5,8 @@
 //!
 //! * **Nothing changes on bad input.** Every check (fields, workspace,
 //!   backend, permission, git, `project.yaml`, planning) happens before the
-//!   one transaction that stores the request and its jobs, and a planning
-//!   error inside it rolls it back.
+//!   one transaction that stores the request, its jobs and its audit entry,
+//!   and a planning error inside it rolls it back.
 //! * **"Nothing to do" is an answer**: the request is recorded with status
 //!   `nothing_to_do` and the planner's message, and the call succeeds.
 //! * **Idempotent by id**: sending the same request id again returns the
@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warden_planner::{JobState, Plan, PlanError, PriorJob};
-use warden_state::{JobRequestStatus, NewAuditEvent, NewJob, NewJobRequest, State};
+use warden_state::{JobRequestStatus, NewJob, NewJobRequest, State};
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
@@ -227,7 +227,7 @@ pub async fn create_job_request(
     let registry = state.config.image_registry.clone();
     let created = state
         .store
-        .create_job_request_planned(request, move |req, workspace_state| {
+        .create_job_request_audited(request, &user.0.username, move |req, workspace_state| {
             let history: HashMap<String, PriorJob> = workspace_state
                 .iter()
                 .map(|j| {
@@ -285,26 +285,6 @@ pub async fn create_job_request(
             format!("Jobs created for job request '{id}'"),
         )
     };
-    if let Err(e) = state
-        .store
-        .append_audit(&NewAuditEvent {
-            actor: user.0.username.clone(),
-            action: "job_request.create".into(),
-            target_type: "job_request".into(),
-            target_id: id.clone(),
-            detail: serde_json::json!({
-                "workspace": created.request.workspace,
-                "backend": created.request.backend,
-                "commit": created.request.commit,
-                "actions": created.request.requested_actions,
-                "jobs": count,
-            }),
-        })
-        .await
-    {
-        // The request exists; an audit failure must not turn it into an error.
-        tracing::error!(error = %e, job_request_id = %id, "could not write the audit log");
-    }
     for job in &created.jobs {
         state.events.publish(job.clone());
     }

@@ -70,8 +70,10 @@ use crate::definition::{
 };
 use crate::events::Events;
 
-/// Decisions written per transaction.
-pub const WRITE_BATCH: usize = 256;
+/// Decisions written per transaction: small enough that a batch holds
+/// SQLite's write lock for a few milliseconds, so API writes queued behind it
+/// (creates, cancels, agent reports) wait little.
+pub const WRITE_BATCH: usize = 64;
 
 /// Flag: worker slots of a backend (a number).
 pub const FLAG_MAX_WORKERS: &str = "max-workers";
@@ -326,7 +328,10 @@ impl Scheduler {
     /// One pass over every active job; returns whether another pass should
     /// follow at once.
     pub async fn pass(&self) -> warden_state::Result<bool> {
+        let started = std::time::Instant::now();
         let jobs = self.store.active_jobs(None).await?;
+        let loaded = started.elapsed();
+        let count = jobs.len();
         if jobs.is_empty() {
             return Ok(false);
         }
@@ -449,7 +454,17 @@ impl Scheduler {
             }
         }
 
+        let decided = started.elapsed();
+        let updates = pass.updates.len();
         self.write(pass.updates).await?;
+        tracing::debug!(
+            jobs = count,
+            updates,
+            load_ms = loaded.as_millis() as u64,
+            decide_ms = (decided - loaded).as_millis() as u64,
+            write_ms = (started.elapsed() - decided).as_millis() as u64,
+            "scheduling pass"
+        );
         Ok(pass.again)
     }
 

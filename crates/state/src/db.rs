@@ -222,39 +222,60 @@ impl_exec!(Conn);
 
 /// A transaction; rolled back if dropped without [`Tx::commit`].
 pub(crate) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
 }
 impl_exec!(Tx);
 
+/// A SQLite write transaction with this process's write turn ([`Pool::begin`]).
+pub(crate) struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
+}
+
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            // The write turn is released after the commit.
+            Tx::Sqlite(t) => t.tx.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
     }
 }
 
-/// The connection pool of either engine.
+/// The connection pool of either engine. A SQLite pool carries the
+/// process's write turn: an async FIFO lock taken before `BEGIN IMMEDIATE`.
 #[derive(Clone, Debug)]
 pub(crate) enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, std::sync::Arc<tokio::sync::Mutex<()>>),
     Postgres(PgPool),
 }
 
 impl Pool {
     pub fn engine(&self) -> Engine {
         match self {
-            Pool::Sqlite(_) => Engine::Sqlite,
+            Pool::Sqlite(..) => Engine::Sqlite,
             Pool::Postgres(_) => Engine::Postgres,
         }
     }
 
     pub async fn acquire(&self) -> Result<Conn> {
         Ok(match self {
-            Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
+            Pool::Sqlite(p, _) => Conn::Sqlite(p.acquire().await?),
             Pool::Postgres(p) => Conn::Postgres(p.acquire().await?),
         })
     }
@@ -262,18 +283,29 @@ impl Pool {
     /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes
     /// the database's write lock up front (waiting up to the busy timeout), so
     /// a transaction that reads and then writes can never fail half-way with
-    /// `SQLITE_BUSY` because another writer got in between. On PostgreSQL it
-    /// is READ COMMITTED; the code that needs serialisation takes a row lock.
+    /// `SQLITE_BUSY` because another writer got in between. Before that, the
+    /// writers of this process queue for their turn on an async FIFO lock,
+    /// so they never meet in SQLite's busy handler, whose sleeps (up to
+    /// 100 ms at a time) are unfair and would add long tail latencies under
+    /// load; only writers of other processes (e.g. admin commands) still wait
+    /// there. On PostgreSQL it is READ COMMITTED; the code that needs
+    /// serialisation takes a row lock.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite(p, turn) => {
+                let turn = std::sync::Arc::clone(turn).lock_owned().await;
+                Tx::Sqlite(SqliteTx {
+                    tx: p.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: turn,
+                })
+            }
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
 
     pub async fn close(&self) {
         match self {
-            Pool::Sqlite(p) => p.close().await,
+            Pool::Sqlite(p, _) => p.close().await,
             Pool::Postgres(p) => p.close().await,
         }
     }

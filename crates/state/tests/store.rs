@@ -38,6 +38,7 @@ db_tests!(
     listing,
     user_tokens_and_memberships,
     batched_updates_and_lookups,
+    audited_creation,
 );
 
 #[tokio::test]
@@ -1591,4 +1592,106 @@ async fn batched_updates_and_lookups(db: &TestDb) {
     let c = store.get_job(&ids[2]).await.unwrap().unwrap();
     assert_eq!(c.state, State::Pending);
     assert!(store.update_jobs(vec![]).await.unwrap().is_empty());
+
+    // Two updates of one job apply in order; a batch larger than one
+    // multi-row UPDATE is written whole.
+    let done = store
+        .update_jobs(vec![
+            JobUpdate::code(
+                &ids[2],
+                StatusCode::WaitingOnWorkers,
+                "Waiting on available workers",
+            ),
+            JobUpdate::code(
+                &ids[2],
+                StatusCode::Initiated,
+                "Job executing on the backend",
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    let c = store.get_job(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.status_code),
+        (State::Running, StatusCode::Initiated)
+    );
+    assert!(c.started_at.is_some());
+    assert_eq!(c, done[1].job);
+    let names: Vec<String> = (0..450).map(|i| format!("many_{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let many = store
+        .create_job_request(request("many", &refs), jobs(&refs))
+        .await
+        .unwrap();
+    let done = store
+        .update_jobs(
+            many.jobs
+                .iter()
+                .map(|j| {
+                    JobUpdate::code(
+                        &j.id,
+                        StatusCode::WaitingOnDependencies,
+                        "Waiting on dependencies",
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 450);
+    let stored = store.jobs_for_request(&many.request.id).await.unwrap();
+    assert!(
+        stored.iter().all(
+            |j| j.status_code == StatusCode::WaitingOnDependencies && j.state == State::Pending
+        )
+    );
+    assert_eq!(stored, done.into_iter().map(|d| d.job).collect::<Vec<_>>());
+}
+
+async fn audited_creation(db: &TestDb) {
+    let store = &db.store;
+    let req = request("audited", &["a", "b"]);
+    let id = req.id.clone();
+    let created = store
+        .create_job_request_audited(req, "alice", plan)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(created.jobs.len(), 2);
+    let log = store
+        .list_audit(&AuditFilter {
+            target_id: Some(id.clone()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].actor, "alice");
+    assert_eq!(log[0].action, "job_request.create");
+    assert_eq!(log[0].target_type, "job_request");
+    assert_eq!(log[0].detail["jobs"], 2);
+    assert_eq!(log[0].detail["workspace"], "audited");
+    // A planner error rolls back the audit entry with the request.
+    let req = request("audited", &["c"]);
+    let failed_id = req.id.clone();
+    let err = store
+        .create_job_request_audited(req, "alice", |_, _| Err::<Vec<NewJob>, _>("no"))
+        .await
+        .unwrap();
+    assert_eq!(err.unwrap_err(), "no");
+    let log = store
+        .list_audit(&AuditFilter {
+            target_id: Some(failed_id),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(log.is_empty());
+    assert!(matches!(
+        store
+            .create_job_request_audited(request("audited", &["d"]), "", plan)
+            .await,
+        Err(Error::InvalidInput(_))
+    ));
 }

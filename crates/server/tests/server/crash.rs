@@ -56,10 +56,12 @@ impl Setup {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    /// Starts `warden-server serve` and waits for its address.
+    /// Starts `warden-server serve` and waits for its address. The caller
+    /// kills and waits for the child.
+    #[allow(clippy::zombie_processes)]
     fn serve(&self, dir: &Path) -> (Child, String) {
         let addr_file = dir.join(format!("addr-{}", rand::random::<u32>()));
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .arg("serve")
             .args(self.db_args())
             .args(["--bind", "127.0.0.1:0", "--addr-file"])
@@ -80,7 +82,11 @@ impl Setup {
             if let Ok(addr) = std::fs::read_to_string(&addr_file) {
                 return (child, format!("http://{addr}"));
             }
-            assert!(Instant::now() < deadline, "the server did not start");
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not start");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

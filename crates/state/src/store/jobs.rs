@@ -100,8 +100,41 @@ impl Store {
     /// `nothing_to_do`, `failed` or `unknown_error_creating_jobs`.
     pub async fn create_job_request_planned<F, E>(
         &self,
+        request: NewJobRequest,
+        plan: F,
+    ) -> Result<std::result::Result<CreatedJobRequest, E>>
+    where
+        F: FnOnce(&mut NewJobRequest, &[Job]) -> std::result::Result<Vec<NewJob>, E> + Send,
+        E: Send,
+    {
+        self.create_planned(request, plan, None).await
+    }
+
+    /// [`Store::create_job_request_planned`], appending an audit entry
+    /// (`job_request.create` by `actor`, with the workspace, backend, commit,
+    /// actions and number of jobs) in the same transaction: the request and
+    /// its audit record exist together or not at all.
+    pub async fn create_job_request_audited<F, E>(
+        &self,
+        request: NewJobRequest,
+        actor: &str,
+        plan: F,
+    ) -> Result<std::result::Result<CreatedJobRequest, E>>
+    where
+        F: FnOnce(&mut NewJobRequest, &[Job]) -> std::result::Result<Vec<NewJob>, E> + Send,
+        E: Send,
+    {
+        if actor.is_empty() {
+            return Err(Error::InvalidInput("an audit event needs an actor".into()));
+        }
+        self.create_planned(request, plan, Some(actor)).await
+    }
+
+    async fn create_planned<F, E>(
+        &self,
         mut request: NewJobRequest,
         plan: F,
+        audit_actor: Option<&str>,
     ) -> Result<std::result::Result<CreatedJobRequest, E>>
     where
         F: FnOnce(&mut NewJobRequest, &[Job]) -> std::result::Result<Vec<NewJob>, E> + Send,
@@ -166,6 +199,25 @@ impl Store {
         .map_err(|e| e.on_insert("job request", &request.id))?;
 
         insert_jobs(&mut tx, &request, &new_jobs, created_ns).await?;
+        if let Some(actor) = audit_actor {
+            tx.execute(
+                Sql::new(
+                    "INSERT INTO audit_log (actor, action, target_type, target_id, detail, created_at) \
+                     VALUES ($1, 'job_request.create', 'job_request', $2, $3, $4)",
+                )
+                .bind(actor)
+                .bind(&request.id)
+                .bind(to_json(&serde_json::json!({
+                    "workspace": request.workspace,
+                    "backend": request.backend,
+                    "commit": request.commit,
+                    "actions": request.requested_actions,
+                    "jobs": new_jobs.len(),
+                })))
+                .bind(created_ns),
+            )
+            .await?;
+        }
         tx.commit().await?;
 
         let created_at = from_ns(created_ns);
@@ -406,8 +458,10 @@ impl Store {
     /// Applies several updates, each as [`Store::update_job`] would, in one
     /// transaction: all or none are written. Updates that would write nothing
     /// are skipped (and not returned). The controller batches the decisions of
-    /// one scheduling pass this way, so many small transitions cost one
-    /// commit (and, on SQLite, one acquisition of the write lock).
+    /// one scheduling pass this way: the batch's rows are read and locked with
+    /// one statement and written back with one multi-row `UPDATE`, so many
+    /// small transitions cost two round trips and one commit (and, on SQLite,
+    /// one turn of the write lock). Several updates of one job apply in order.
     pub async fn update_jobs(&self, updates: Vec<JobUpdate>) -> Result<Vec<UpdatedJob>> {
         if updates.is_empty() {
             return Ok(Vec::new());
@@ -415,26 +469,31 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let engine = tx.engine();
         let now = now();
+        let mut ids: Vec<String> = updates.iter().map(|u| u.job_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows: HashMap<String, Job> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("");
+            let placeholders: Vec<String> = chunk.iter().map(|id| sql.push(id)).collect();
+            sql.text = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({}) ORDER BY id{}",
+                placeholders.join(", "),
+                for_update(engine)
+            )
+            .into();
+            for job in rows::jobs(tx.fetch_all(sql).await?)? {
+                rows.insert(job.id.clone(), job);
+            }
+        }
         let mut done = Vec::with_capacity(updates.len());
+        let mut dirty: Vec<String> = Vec::new();
+        let mut tasks: Vec<(Option<crate::model::NewTask>, Option<String>)> = Vec::new();
         for update in updates {
-            let row: Option<JobRow> = tx
-                .fetch_optional(
-                    Sql::new(format!(
-                        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1{}",
-                        for_update(engine)
-                    ))
-                    .bind(&update.job_id),
-                )
-                .await?;
-            let mut job =
-                Job::try_from(row.ok_or_else(|| Error::not_found("job", &update.job_id))?)?;
-            let change = set_code(
-                &mut job,
-                update.code,
-                &update.message,
-                update.timestamp_ns,
-                now,
-            )?;
+            let job = rows
+                .get_mut(&update.job_id)
+                .ok_or_else(|| Error::not_found("job", &update.job_id))?;
+            let change = set_code(job, update.code, &update.message, update.timestamp_ns, now)?;
             let writes_extra = update.outputs.is_some()
                 || update.insert_task.is_some()
                 || update.deactivate_task.is_some();
@@ -444,16 +503,26 @@ impl Store {
             if !change.is_write() && !writes_extra {
                 continue;
             }
-            write_job(&mut tx, &job).await?;
-            if let Some(task) = &update.insert_task {
+            if !dirty.contains(&job.id) {
+                dirty.push(job.id.clone());
+            }
+            tasks.push((update.insert_task, update.deactivate_task));
+            done.push(UpdatedJob {
+                job: job.clone(),
+                change,
+            });
+        }
+        let dirty: Vec<&Job> = dirty.iter().map(|id| &rows[id]).collect();
+        write_jobs(&mut tx, &dirty).await?;
+        for (insert, deactivate) in tasks {
+            if let Some(task) = &insert {
                 super::tasks::insert_task(&mut tx, task, to_ns(now)).await?;
             }
-            if let Some(task_id) = &update.deactivate_task
+            if let Some(task_id) = &deactivate
                 && !super::tasks::deactivate_task(&mut tx, task_id, to_ns(now)).await?
             {
                 return Err(Error::not_found("task", task_id));
             }
-            done.push(UpdatedJob { job, change });
         }
         tx.commit().await?;
         Ok(done)
@@ -774,6 +843,54 @@ async fn insert_jobs(
                 e
             }
         })?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row `UPDATE` in [`write_jobs`] (9 arguments each).
+const UPDATE_CHUNK: usize = 200;
+
+/// Writes every status field of `jobs` (never `cancelled`) with one
+/// multi-row `UPDATE ... FROM` per [`UPDATE_CHUNK`] jobs.
+async fn write_jobs(tx: &mut Tx, jobs: &[&Job]) -> Result<()> {
+    for chunk in jobs.chunks(UPDATE_CHUNK) {
+        let mut sql = Sql::new("");
+        let mut values = Vec::with_capacity(chunk.len());
+        for job in chunk {
+            let row = [
+                sql.push(&job.id),
+                sql.push(job.state.as_str()),
+                sql.push(job.status_code.as_str()),
+                sql.push(&job.status_message),
+                sql.push(job.started_at.map(to_ns)),
+                sql.push(job.completed_at.map(to_ns)),
+                sql.push(to_ns(job.updated_at)),
+                sql.push(job.status_code_updated_at),
+                sql.push(job.outputs.as_ref().map(to_json)),
+            ];
+            values.push(format!("({})", row.join(", ")));
+        }
+        // A CTE with a column list: the one spelling of a VALUES table with
+        // named columns that both SQLite and PostgreSQL accept.
+        sql.text = format!(
+            "WITH v (id, state, status_code, status_message, started_at, completed_at, \
+                     updated_at, status_code_updated_at, outputs) AS (VALUES {}) \
+             UPDATE jobs SET state = v.state, status_code = v.status_code, \
+                 status_message = v.status_message, started_at = v.started_at, \
+                 completed_at = v.completed_at, updated_at = v.updated_at, \
+                 status_code_updated_at = v.status_code_updated_at, outputs = v.outputs, \
+                 version = version + 1 \
+             FROM v WHERE jobs.id = v.id",
+            values.join(", ")
+        )
+        .into();
+        let n = tx.execute(sql).await?;
+        if n != chunk.len() as u64 {
+            return Err(Error::Conflict(format!(
+                "wrote {n} of {} jobs in a batch",
+                chunk.len()
+            )));
+        }
     }
     Ok(())
 }

@@ -121,7 +121,7 @@ impl Store {
             .max_connections(settings.max_connections.unwrap_or(8))
             .connect_with(options)
             .await?;
-        Store::finish_open(Pool::Sqlite(pool)).await
+        Store::finish_open(Pool::Sqlite(pool, Default::default())).await
     }
 
     async fn open_postgres(settings: &StoreOptions) -> Result<Store> {

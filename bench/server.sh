@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Benchmark of `warden serve`: job requests of a 50-action study created
+# through the JSON API, on SQLite and on PostgreSQL, with the scheduler
+# running (every create wakes it; no agent, so jobs stay pending/initiated).
+#
+#   bench/server.sh                 # 1,000 requests, 8 concurrent clients
+#   REQUESTS=200 CONCURRENCY=4 bench/server.sh
+#
+# Two phases per database, after one unmeasured warm-up request (the first
+# request clones the repository into the server's cache):
+#   1. "plan"   : REQUESTS requests, each `run_all` in its own fresh workspace
+#                 (each plans and stores 50 jobs: 50,000 jobs in all);
+#   2. "repeat" : the same REQUESTS requests again: every action is already
+#                 pending, so each is answered "nothing to do".
+# It prints throughput and p50/p99/max latency per phase, and the ratio
+# PostgreSQL/SQLite. PostgreSQL runs if scripts/postgres.sh can start it (or
+# WARDEN_TEST_DATABASE_URL is set); otherwise it is skipped with a note.
+# A release build of warden-server and its load client (examples/load.rs).
+# This is a measurement, not a test: it never fails on a number.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warden/target}"
+REQUESTS="${REQUESTS:-1000}"
+CONCURRENCY="${CONCURRENCY:-8}"
+ACTIONS="${ACTIONS:-50}"
+
+echo "building (release)..." >&2
+cargo build --release -q -p warden-server --bin warden-server --example load
+BIN="$CARGO_TARGET_DIR/release/warden-server"
+LOAD="$CARGO_TARGET_DIR/release/examples/load"
+
+TMP="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# The study: a bare repository with a generated 50-action project.yaml.
+git_() { git -c user.name=bench -c user.email=bench@example.org "$@"; }
+mkdir -p "$TMP/study"
+"$LOAD" study --actions "$ACTIONS" > "$TMP/study/project.yaml"
+git_ init -q -b main --bare "$TMP/study.git"
+git_ -C "$TMP/study" init -q -b main
+git_ -C "$TMP/study" add project.yaml
+git_ -C "$TMP/study" commit -q -m study
+git_ -C "$TMP/study" push -q "$TMP/study.git" main
+COMMIT="$(git -C "$TMP/study" rev-parse HEAD)"
+
+# run_db NAME [--database-url URL --pg-schema SCHEMA]
+run_db() {
+    local name="$1"; shift
+    local data="$TMP/data-$name"
+    local token
+    token="$("$LOAD" setup --data-dir "$data" "$@" --repo "$TMP/study.git" --workspaces "$REQUESTS")"
+    "$BIN" serve --data-dir "$data" "$@" --bind 127.0.0.1:0 --addr-file "$TMP/addr-$name" \
+        --log "${SERVER_LOG:-warn}" 2> "$TMP/server-$name.log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do [[ -s "$TMP/addr-$name" ]] && break; sleep 0.05; done
+    local url="http://$(cat "$TMP/addr-$name")"
+    local warmup=--warmup
+    for phase in plan repeat; do
+        "$LOAD" run --url "$url" --token "$token" --requests "$REQUESTS" \
+            --concurrency "$CONCURRENCY" --workspaces "$REQUESTS" --commit "$COMMIT" \
+            --label "$name/$phase" $warmup | tee -a "$TMP/results.jsonl"
+        warmup=""
+    done
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    [[ -n "${KEEP_LOGS:-}" ]] && cp "$TMP/server-$name.log" "$KEEP_LOGS-$name.log"
+}
+
+echo "== SQLite: $REQUESTS requests x $ACTIONS actions, $CONCURRENCY clients" >&2
+run_db sqlite
+
+PG_URL="${WARDEN_TEST_DATABASE_URL:-}"
+if [[ -z "$PG_URL" ]]; then
+    if out="$(scripts/postgres.sh 2>/dev/null)"; then eval "$out"; PG_URL="${WARDEN_TEST_DATABASE_URL:-}"; fi
+fi
+if [[ -n "$PG_URL" ]]; then
+    echo "== PostgreSQL" >&2
+    SCHEMA="bench_$(date +%s)_$$"
+    run_db postgres --database-url "$PG_URL" --pg-schema "$SCHEMA"
+    psql "$PG_URL" -q -c "DROP SCHEMA \"$SCHEMA\" CASCADE" 2>/dev/null ||
+        echo "note: could not drop schema $SCHEMA (psql missing?)" >&2
+else
+    echo "note: PostgreSQL skipped (scripts/postgres.sh could not start it)" >&2
+fi
+
+python3 - "$TMP/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {r["label"]: r for r in rows}
+print()
+print(f"{'database/phase':<18} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'jobs':>7}")
+for r in rows:
+    print(f"{r['label']:<18} {r['requests']:>8} {r['throughput_per_s']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['jobs_created']:>7}")
+for phase in ("plan", "repeat"):
+    s, p = by.get(f"sqlite/{phase}"), by.get(f"postgres/{phase}")
+    if s and p:
+        print(f"ratio postgres/sqlite ({phase}): p50 {p['p50_ms']/s['p50_ms']:.2f}x, "
+              f"p99 {p['p99_ms']/s['p99_ms']:.2f}x, throughput {p['throughput_per_s']/s['throughput_per_s']:.2f}x")
+s = by.get("sqlite/plan")
+if s:
+    print(f"goal p99 < 50 ms on SQLite (plan phase): {'met' if s['p99_ms'] < 50 else 'NOT met'} ({s['p99_ms']} ms)")
+PY
