@@ -204,9 +204,10 @@ impl DockerExecutor {
             ));
         }
         if let Some(user) = &job.user
-            && (user.is_empty() || user.contains(char::is_whitespace)) {
-                return bad(format!("user {user:?} must look like uid:gid"));
-            }
+            && (user.is_empty() || user.contains(char::is_whitespace))
+        {
+            return bad(format!("user {user:?} must look like uid:gid"));
+        }
         Ok(())
     }
 
@@ -771,14 +772,19 @@ impl Executor for DockerExecutor {
 
     async fn wait(&self, job: &JobDefinition) -> Result<JobStatus> {
         self.validate(job)?;
+        let mut waited = false;
         loop {
             let status = self.status_inner(job).await?;
             if status.state != ExecutorState::Executing {
                 return Ok(status);
             }
+            if waited {
+                // Docker may answer the wait a moment before inspect shows the
+                // exit: look again shortly rather than waiting again at once.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             self.wait_not_running(&job.container_name()).await?;
-            // Docker may answer the wait a moment before inspect shows the exit.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited = true;
         }
     }
 
@@ -864,9 +870,12 @@ impl Executor for DockerExecutor {
 /// Split a Docker log line `<RFC 3339 time> <text>` into its parts.
 fn split_timestamp(line: &str) -> (Option<String>, String) {
     if let Some((ts, rest)) = line.split_once(' ')
-        && ts.len() >= 20 && ts.as_bytes()[0].is_ascii_digit() && ts.contains('T') {
-            return (Some(ts.to_string()), rest.to_string());
-        }
+        && ts.len() >= 20
+        && ts.as_bytes()[0].is_ascii_digit()
+        && ts.contains('T')
+    {
+        return (Some(ts.to_string()), rest.to_string());
+    }
     (None, line.to_string())
 }
 

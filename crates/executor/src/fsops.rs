@@ -233,10 +233,11 @@ pub(crate) struct AtomicCopier {
 impl AtomicCopier {
     fn ensure_parent(&mut self, dest: &Path) -> io::Result<()> {
         if let Some(parent) = dest.parent()
-            && !self.made_dirs.contains(parent) {
-                fs::create_dir_all(parent)?;
-                self.made_dirs.insert(parent.to_path_buf());
-            }
+            && !self.made_dirs.contains(parent)
+        {
+            fs::create_dir_all(parent)?;
+            self.made_dirs.insert(parent.to_path_buf());
+        }
         Ok(())
     }
 

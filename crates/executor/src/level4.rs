@@ -91,31 +91,32 @@ pub fn check_file<R: Read>(
             limits.file_types.join(" ")
         ));
     } else if ext == ".csv"
-        && let Ok(counts) = open().and_then(csv_counts) {
-            if counts.headers.iter().any(|h| h == "patient_id") {
-                short.push("File has patient_id column".to_string());
-                long.push(format!(
+        && let Ok(counts) = open().and_then(csv_counts)
+    {
+        if counts.headers.iter().any(|h| h == "patient_id") {
+            short.push("File has patient_id column".to_string());
+            long.push(format!(
                     "The file\n\n    {path}\n\nhas a `patient_id` column, so it has *not* been copied to the level 4\n\
                      (medium privacy) store: patient-level data is not allowed there.\n\n\
                      If the file holds patient-level data, mark it `highly_sensitive` in\n\
                      project.yaml; if it is aggregate data, remove the patient_id column.\n"
                 ));
-            }
-            if counts.rows > limits.max_csv_rows {
-                short.push(format!(
-                    "File row count ({}) exceeds maximum allowed rows ({})",
-                    counts.rows, limits.max_csv_rows
-                ));
-                long.push(format!(
+        }
+        if counts.rows > limits.max_csv_rows {
+            short.push(format!(
+                "File row count ({}) exceeds maximum allowed rows ({})",
+                counts.rows, limits.max_csv_rows
+            ));
+            long.push(format!(
                     "The file\n\n    {path}\n\nhas {} rows, more than the {} allowed for moderately_sensitive files,\n\
                      so it has *not* been copied to the level 4 (medium privacy) store.\n\n\
                      Please contact tech-support if you need help with this.\n",
                     counts.rows, limits.max_csv_rows
                 ));
-            }
-            check.row_count = Some(counts.rows);
-            check.col_count = Some(counts.cols);
         }
+        check.row_count = Some(counts.rows);
+        check.col_count = Some(counts.cols);
+    }
 
     if !short.is_empty() {
         check.message = Some(short.join(","));

@@ -315,9 +315,10 @@ pub(crate) fn update_manifest(
     for (name, entry) in outputs.iter_mut() {
         if entry.get("action").and_then(Value::as_str) == Some(job.action.as_str())
             && !entries.contains_key(name)
-            && let Some(obj) = entry.as_object_mut() {
-                obj.insert("out_of_date_output".to_string(), Value::Bool(true));
-            }
+            && let Some(obj) = entry.as_object_mut()
+        {
+            obj.insert("out_of_date_output".to_string(), Value::Bool(true));
+        }
     }
     for (name, entry) in entries {
         outputs.insert(name.clone(), entry.clone());

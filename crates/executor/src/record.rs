@@ -126,9 +126,10 @@ pub(crate) fn read_metadata(
             source,
         })?;
     if let (Some(ours), Some(theirs)) = (&job.task_id, &meta.task_id)
-        && ours != theirs {
-            return Ok(None);
-        }
+        && ours != theirs
+    {
+        return Ok(None);
+    }
     Ok(Some(meta))
 }
 

@@ -75,6 +75,15 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
 /// Runs `warden run`: exit 0 when every job succeeded, 1 when one failed or
 /// the run could not start, 130 when interrupted.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Diagnostics of the libraries go to stderr: warnings by default, more with
+    // `WARDEN_LOG=info` (or `debug`, or per-crate filters such as `warden_executor=debug`).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(run_async(args))
 }
