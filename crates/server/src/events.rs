@@ -1,6 +1,8 @@
 //! Change notifications: every job written by the controller is published
-//! here, and the server-sent-events endpoint forwards the ones of the job
-//! request it watches.
+//! here, after its transaction commits: by creating requests, by cancelling
+//! (the flagged jobs) and by the scheduler. The server-sent-events endpoint
+//! forwards the ones of the job request it watches, and the scheduler keeps
+//! its view of the active jobs current with them.
 //!
 //! A `tokio::sync::broadcast` channel: publishing never blocks and costs
 //! nothing without subscribers. A subscriber that falls behind by more than
@@ -13,7 +15,7 @@ use tokio::sync::broadcast;
 use warden_state::Job;
 
 /// Capacity of the channel (jobs).
-const CAPACITY: usize = 8192;
+const CAPACITY: usize = 32_768;
 
 /// The publisher.
 #[derive(Debug, Clone)]

@@ -17,8 +17,9 @@
 //!
 //! # One pass
 //!
-//! It loads every pending and running job, then decides, in memory, for
-//! each: running jobs first; then pending jobs by fewest running jobs in
+//! It brings its view of the pending and running jobs up to date (see
+//! `View`: read whole at start, then kept current by the job events every
+//! writer publishes), then decides, in memory, for each: running jobs first; then pending jobs by fewest running jobs in
 //! their workspace (fair share, updated as jobs start), database jobs before
 //! others, oldest first.
 //!
@@ -57,7 +58,7 @@ use std::sync::Arc;
 use regex::Regex;
 use serde::Deserialize;
 use time::OffsetDateTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use warden_state::{
     FLAG_MODE, FLAG_PAUSED, HEARTBEAT_INTERVAL, Job, JobRequest, JobUpdate, MODE_DB_MAINTENANCE,
     NewTask, State, StatusCode, Store, Task, TaskType, canceljob_task_id, runjob_task_id,
@@ -129,12 +130,112 @@ impl SchedulerHandle {
     }
 }
 
+/// How often the scheduler re-reads every active job from the database,
+/// although events keep its view current (belt and braces).
+const FULL_RELOAD: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The scheduler task.
 pub struct Scheduler {
     store: Store,
     config: Config,
     events: Events,
     handle: SchedulerHandle,
+    view: View,
+}
+
+/// The scheduler's view of the active jobs: read whole from the database at
+/// start (and after a missed event or a failed write, and every
+/// [`FULL_RELOAD`]), and kept current in between by the job events that
+/// every writer publishes (creates, cancels, the scheduler itself), so a
+/// pass costs no database read proportional to the number of waiting jobs.
+struct View {
+    rx: broadcast::Receiver<Arc<Job>>,
+    active: HashMap<String, Tracked>,
+    /// Jobs seen finishing since the last reload: late events about them
+    /// are ignored.
+    finished: HashSet<String>,
+    next_seq: u64,
+    reload: bool,
+    reloaded_at: std::time::Instant,
+}
+
+struct Tracked {
+    /// Arrival order: creation order within a job request.
+    seq: u64,
+    job: Job,
+}
+
+impl View {
+    fn track(&mut self, job: Job) {
+        self.next_seq += 1;
+        self.active.insert(
+            job.id.clone(),
+            Tracked {
+                seq: self.next_seq,
+                job,
+            },
+        );
+    }
+
+    /// Folds in a published version of a job: a final one leaves the view;
+    /// an older one than known is ignored, except that `cancelled` (which
+    /// never goes back) is kept from either.
+    fn merge(&mut self, job: &Job) {
+        if self.finished.contains(&job.id) {
+            return;
+        }
+        if job.state.is_final() {
+            self.active.remove(&job.id);
+            self.finished.insert(job.id.clone());
+            return;
+        }
+        match self.active.get_mut(&job.id) {
+            Some(t) => {
+                let cancelled = t.job.cancelled || job.cancelled;
+                if (job.status_code_updated_at, job.updated_at)
+                    >= (t.job.status_code_updated_at, t.job.updated_at)
+                {
+                    t.job = job.clone();
+                }
+                t.job.cancelled = cancelled;
+            }
+            None => self.track(job.clone()),
+        }
+    }
+
+    /// Brings the view up to date; returns whether it read everything.
+    async fn refresh(&mut self, store: &Store) -> warden_state::Result<bool> {
+        loop {
+            if self.reload || self.reloaded_at.elapsed() >= FULL_RELOAD {
+                // Whatever was published so far is in the database too.
+                while !matches!(
+                    self.rx.try_recv(),
+                    Err(broadcast::error::TryRecvError::Empty
+                        | broadcast::error::TryRecvError::Closed)
+                ) {}
+                let jobs = store.active_jobs(None).await?;
+                self.active.clear();
+                self.finished.clear();
+                for job in jobs {
+                    self.track(job);
+                }
+                self.reload = false;
+                self.reloaded_at = std::time::Instant::now();
+                return Ok(true);
+            }
+            match self.rx.try_recv() {
+                Ok(job) => self.merge(&job),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    tracing::info!(
+                        missed = n,
+                        "scheduler fell behind the job events; reloading"
+                    );
+                    self.reload = true;
+                }
+                Err(_) => return Ok(false),
+            }
+        }
+    }
 }
 
 /// Per-backend settings read at the start of a pass.
@@ -266,17 +367,28 @@ impl Pass {
 
 impl Scheduler {
     /// A scheduler over `store`, woken through `handle`.
+    /// Subscribes to `events` at once, so no job published from now on is
+    /// missed.
     pub fn new(store: Store, config: Config, events: Events, handle: SchedulerHandle) -> Self {
+        let view = View {
+            rx: events.subscribe(),
+            active: HashMap::new(),
+            finished: HashSet::new(),
+            next_seq: 0,
+            reload: true,
+            reloaded_at: std::time::Instant::now(),
+        };
         Scheduler {
             store,
             config,
             events,
             handle,
+            view,
         }
     }
 
     /// Runs until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!("scheduler started");
         let notify = Arc::clone(&self.handle.notify);
         loop {
@@ -327,38 +439,71 @@ impl Scheduler {
 
     /// One pass over every active job; returns whether another pass should
     /// follow at once.
-    pub async fn pass(&self) -> warden_state::Result<bool> {
+    pub async fn pass(&mut self) -> warden_state::Result<bool> {
         let started = std::time::Instant::now();
-        let jobs = self.store.active_jobs(None).await?;
+        let reloaded = self.view.refresh(&self.store).await?;
         let loaded = started.elapsed();
-        let count = jobs.len();
-        if jobs.is_empty() {
+        if self.view.active.is_empty() {
             return Ok(false);
         }
-        let mut states: HashMap<String, State> =
-            jobs.iter().map(|j| (j.id.clone(), j.state)).collect();
+        let (updates, again, count) = self.decide().await?;
+        let decided = started.elapsed();
+        let n = updates.len();
+        if let Err(e) = self.write(updates).await {
+            // The view may now be ahead of the database: read it again.
+            self.view.reload = true;
+            return Err(e);
+        }
+        tracing::debug!(
+            jobs = count,
+            updates = n,
+            reloaded,
+            load_ms = loaded.as_millis() as u64,
+            decide_ms = (decided - loaded).as_millis() as u64,
+            write_ms = (started.elapsed() - decided).as_millis() as u64,
+            "scheduling pass"
+        );
+        Ok(again)
+    }
+
+    /// The decisions of one pass over the view, in order.
+    async fn decide(&self) -> warden_state::Result<(Vec<JobUpdate>, bool, usize)> {
+        let mut tracked: Vec<&Tracked> = self.view.active.values().collect();
+        tracked.sort_unstable_by_key(|t| (t.job.created_at, t.seq));
+        let jobs: Vec<&Job> = tracked.into_iter().map(|t| &t.job).collect();
+        let count = jobs.len();
+
+        let mut states: HashMap<&str, State> =
+            jobs.iter().map(|j| (j.id.as_str(), j.state)).collect();
         let missing: Vec<String> = jobs
             .iter()
             .flat_map(|j| j.wait_for_job_ids.iter())
-            .filter(|id| !states.contains_key(*id))
+            .filter(|id| !states.contains_key(id.as_str()))
             .cloned()
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        for job in self.store.get_jobs(&missing).await? {
-            states.insert(job.id, job.state);
+        let dependencies = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.store.get_jobs(&missing).await?
+        };
+        for job in &dependencies {
+            states.insert(job.id.as_str(), job.state);
         }
 
-        let mut backends: HashMap<String, BackendInfo> = HashMap::new();
+        let mut backends: HashMap<&str, BackendInfo> = HashMap::new();
         for job in &jobs {
-            if !backends.contains_key(&job.backend) {
+            if !backends.contains_key(job.backend.as_str()) {
                 let info = self.backend_info(&job.backend).await?;
-                backends.insert(job.backend.clone(), info);
+                backends.insert(job.backend.as_str(), info);
             }
         }
-        let mut running_in: HashMap<(String, String), usize> = HashMap::new();
+        let mut running_in: HashMap<(&str, &str), usize> = HashMap::new();
         for job in jobs.iter().filter(|j| j.state == State::Running) {
-            let info = backends.get_mut(&job.backend).expect("backend info");
+            let info = backends
+                .get_mut(job.backend.as_str())
+                .expect("backend info");
             let w = info.weights.weight(job);
             if job.requires_db {
                 info.used_db += w;
@@ -366,7 +511,7 @@ impl Scheduler {
                 info.used += w;
             }
             *running_in
-                .entry((job.backend.clone(), job.workspace.clone()))
+                .entry((job.backend.as_str(), job.workspace.as_str()))
                 .or_default() += 1;
         }
 
@@ -379,10 +524,12 @@ impl Scheduler {
         let mut latest: HashMap<(String, String), HashMap<String, String>> = HashMap::new();
 
         // Running jobs first.
-        let (running, pending): (Vec<Job>, Vec<Job>) =
+        let (running, pending): (Vec<&Job>, Vec<&Job>) =
             jobs.into_iter().partition(|j| j.state == State::Running);
-        for job in &running {
-            let info = backends.get_mut(&job.backend).expect("backend info");
+        for job in running {
+            let info = backends
+                .get_mut(job.backend.as_str())
+                .expect("backend info");
             let new_state = self.handle_running(&mut pass, job, info).await?;
             if new_state != State::Running {
                 let w = info.weights.weight(job);
@@ -391,21 +538,22 @@ impl Scheduler {
                 } else {
                     info.used -= w;
                 }
-                if let Some(n) = running_in.get_mut(&(job.backend.clone(), job.workspace.clone())) {
+                if let Some(n) = running_in.get_mut(&(job.backend.as_str(), job.workspace.as_str()))
+                {
                     *n = n.saturating_sub(1);
                 }
             }
-            states.insert(job.id.clone(), new_state);
+            states.insert(job.id.as_str(), new_state);
         }
 
         // Pending jobs: fewest running in their workspace, database jobs
-        // first, oldest first (the order `active_jobs` gives).
-        let mut queues: Vec<VecDeque<Job>> = Vec::new();
-        let mut queue_keys: Vec<(String, String)> = Vec::new();
-        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        // first, oldest first.
+        let mut queues: Vec<VecDeque<&Job>> = Vec::new();
+        let mut queue_keys: Vec<(&str, &str)> = Vec::new();
+        let mut index: HashMap<(&str, &str), usize> = HashMap::new();
         for job in pending {
-            let key = (job.backend.clone(), job.workspace.clone());
-            let i = *index.entry(key.clone()).or_insert_with(|| {
+            let key = (job.backend.as_str(), job.workspace.as_str());
+            let i = *index.entry(key).or_insert_with(|| {
                 queues.push(VecDeque::new());
                 queue_keys.push(key);
                 queues.len() - 1
@@ -417,7 +565,7 @@ impl Scheduler {
             q.make_contiguous().sort_by_key(|j| !j.requires_db);
         }
         type Key = (usize, bool, i128, u64, usize);
-        let head_key = |q: &VecDeque<Job>, running: usize, seq: u64, i: usize| -> Option<Key> {
+        let head_key = |q: &VecDeque<&Job>, running: usize, seq: u64, i: usize| -> Option<Key> {
             q.front().map(|j| {
                 (
                     running,
@@ -439,12 +587,14 @@ impl Scheduler {
         }
         while let Some(Reverse((_, _, _, _, i))) = heap.pop() {
             let job = queues[i].pop_front().expect("queue head");
-            let info = backends.get_mut(&job.backend).expect("backend info");
+            let info = backends
+                .get_mut(job.backend.as_str())
+                .expect("backend info");
             let new_state = self
-                .handle_pending(&mut pass, &job, info, &states, &mut requests, &mut latest)
+                .handle_pending(&mut pass, job, info, &states, &mut requests, &mut latest)
                 .await?;
-            states.insert(job.id.clone(), new_state);
-            let running = running_in.entry(queue_keys[i].clone()).or_default();
+            states.insert(job.id.as_str(), new_state);
+            let running = running_in.entry(queue_keys[i]).or_default();
             if new_state == State::Running {
                 *running += 1;
             }
@@ -453,22 +603,10 @@ impl Scheduler {
                 seq += 1;
             }
         }
-
-        let decided = started.elapsed();
-        let updates = pass.updates.len();
-        self.write(pass.updates).await?;
-        tracing::debug!(
-            jobs = count,
-            updates,
-            load_ms = loaded.as_millis() as u64,
-            decide_ms = (decided - loaded).as_millis() as u64,
-            write_ms = (started.elapsed() - decided).as_millis() as u64,
-            "scheduling pass"
-        );
-        Ok(pass.again)
+        Ok((pass.updates, pass.again, count))
     }
 
-    async fn write(&self, updates: Vec<JobUpdate>) -> warden_state::Result<()> {
+    async fn write(&mut self, updates: Vec<JobUpdate>) -> warden_state::Result<()> {
         let mut updates = updates.into_iter().peekable();
         while updates.peek().is_some() {
             let batch: Vec<JobUpdate> = updates.by_ref().take(WRITE_BATCH).collect();
@@ -483,6 +621,7 @@ impl Scheduler {
                         done.job.status_message
                     );
                 }
+                self.view.merge(&done.job);
                 self.events.publish(done.job);
             }
         }
@@ -620,7 +759,7 @@ impl Scheduler {
         pass: &mut Pass,
         job: &Job,
         info: &mut BackendInfo,
-        states: &HashMap<String, State>,
+        states: &HashMap<&str, State>,
         requests: &mut HashMap<String, Option<JobRequest>>,
         latest: &mut HashMap<(String, String), HashMap<String, String>>,
     ) -> warden_state::Result<State> {
@@ -651,7 +790,7 @@ impl Scheduler {
         }
         let mut waiting = false;
         for dep in &job.wait_for_job_ids {
-            match states.get(dep) {
+            match states.get(dep.as_str()) {
                 Some(State::Succeeded) => {}
                 // A dependency that cannot be found can never succeed.
                 Some(State::Failed) | None => {

@@ -217,6 +217,9 @@ pub async fn cancel(
         }));
     }
     let outcome = state.store.cancel_actions(&id, &actions).await?;
+    for job in state.store.get_jobs(&outcome.cancelled).await? {
+        state.events.publish(job);
+    }
     super::audit(
         &state,
         &user.0.username,

@@ -132,6 +132,9 @@ pub async fn cancel(
     user.check_may_cancel(&state, &request).await?;
     let flagged = state.store.cancel_job(&id).await?;
     if flagged {
+        if let Some(job) = state.store.get_job(&id).await? {
+            state.events.publish(job);
+        }
         super::audit(
             &state,
             &user.0.username,
