@@ -327,6 +327,19 @@ struct Pass {
 }
 
 impl Pass {
+    /// [`Pass::propose`] of a plain code change, without building the update
+    /// when nothing would change (the common case: a job still waiting for
+    /// the same reason).
+    fn code(&mut self, job: &Job, code: StatusCode, message: &str) -> State {
+        if code == job.status_code
+            && message == job.status_message
+            && self.now - job.updated_at < HEARTBEAT_INTERVAL
+        {
+            return job.state;
+        }
+        self.propose(job, JobUpdate::code(&job.id, code, message))
+    }
+
     /// Queues `code`/`message` for `job` if that writes anything; returns the
     /// job's state afterwards.
     fn propose(&mut self, job: &Job, update: JobUpdate) -> State {
@@ -637,10 +650,7 @@ impl Scheduler {
         let task = self.store.latest_runjob_task(&job.id).await?;
         let Some(task) = task else {
             tracing::error!(job_id = %job.id, "running job without a RUNJOB task");
-            return Ok(pass.propose(
-                job,
-                JobUpdate::code(&job.id, StatusCode::InternalError, messages::INTERNAL_ERROR),
-            ));
+            return Ok(pass.code(job, StatusCode::InternalError, messages::INTERNAL_ERROR));
         };
         if task.agent_complete {
             // The agent finished: its outcome is the truth, even if a cancel
@@ -666,10 +676,7 @@ impl Scheduler {
         }
         if !task.active {
             // Deactivated without completing (e.g. by an operator): try again.
-            return Ok(pass.propose(
-                job,
-                JobUpdate::code(&job.id, StatusCode::WaitingOnNewTask, RETRY_MESSAGE),
-            ));
+            return Ok(pass.code(job, StatusCode::WaitingOnNewTask, RETRY_MESSAGE));
         }
         let code = task
             .agent_stage
@@ -764,28 +771,19 @@ impl Scheduler {
         latest: &mut HashMap<(String, String), HashMap<String, String>>,
     ) -> warden_state::Result<State> {
         if job.cancelled {
-            return Ok(pass.propose(
-                job,
-                JobUpdate::code(&job.id, StatusCode::CancelledByUser, messages::CANCELLED),
-            ));
+            return Ok(pass.code(job, StatusCode::CancelledByUser, messages::CANCELLED));
         }
         if info.paused {
             if job.status_code == StatusCode::WaitingOnReboot {
                 return Ok(job.state);
             }
-            return Ok(pass.propose(
-                job,
-                JobUpdate::code(&job.id, StatusCode::WaitingPaused, messages::PAUSED),
-            ));
+            return Ok(pass.code(job, StatusCode::WaitingPaused, messages::PAUSED));
         }
         if info.db_maintenance && job.requires_db {
-            return Ok(pass.propose(
+            return Ok(pass.code(
                 job,
-                JobUpdate::code(
-                    &job.id,
-                    StatusCode::WaitingDbMaintenance,
-                    messages::DB_MAINTENANCE,
-                ),
+                StatusCode::WaitingDbMaintenance,
+                messages::DB_MAINTENANCE,
             ));
         }
         let mut waiting = false;
@@ -794,26 +792,20 @@ impl Scheduler {
                 Some(State::Succeeded) => {}
                 // A dependency that cannot be found can never succeed.
                 Some(State::Failed) | None => {
-                    return Ok(pass.propose(
+                    return Ok(pass.code(
                         job,
-                        JobUpdate::code(
-                            &job.id,
-                            StatusCode::DependencyFailed,
-                            messages::DEPENDENCY_FAILED,
-                        ),
+                        StatusCode::DependencyFailed,
+                        messages::DEPENDENCY_FAILED,
                     ));
                 }
                 Some(_) => waiting = true,
             }
         }
         if waiting {
-            return Ok(pass.propose(
+            return Ok(pass.code(
                 job,
-                JobUpdate::code(
-                    &job.id,
-                    StatusCode::WaitingOnDependencies,
-                    messages::WAITING_ON_DEPENDENCIES,
-                ),
+                StatusCode::WaitingOnDependencies,
+                messages::WAITING_ON_DEPENDENCIES,
             ));
         }
         let weight = info.weights.weight(job);
@@ -836,7 +828,7 @@ impl Scheduler {
             } else {
                 (StatusCode::WaitingOnWorkers, messages::WAITING_ON_WORKERS)
             };
-            return Ok(pass.propose(job, JobUpdate::code(&job.id, code, message)));
+            return Ok(pass.code(job, code, message));
         }
 
         // Start it.
@@ -846,10 +838,7 @@ impl Scheduler {
         }
         let Some(request) = requests.get(&job.job_request_id).and_then(Option::as_ref) else {
             tracing::error!(job_id = %job.id, "job without its job request");
-            return Ok(pass.propose(
-                job,
-                JobUpdate::code(&job.id, StatusCode::InternalError, messages::INTERNAL_ERROR),
-            ));
+            return Ok(pass.code(job, StatusCode::InternalError, messages::INTERNAL_ERROR));
         };
         let key = (job.workspace.clone(), job.backend.clone());
         if !latest.contains_key(&key) {
