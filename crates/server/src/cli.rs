@@ -52,6 +52,7 @@ impl DataArgs {
 /// scheduler.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Where the state is.
     #[command(flatten)]
     pub data: DataArgs,
     /// Address to listen on (`127.0.0.1:0` picks a free port; see
@@ -88,6 +89,7 @@ pub struct ServeArgs {
 /// workspaces, backends, users and their tokens.
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
+    /// Where the state is.
     #[command(flatten)]
     pub data: DataArgs,
     /// What to administer.

@@ -4,7 +4,7 @@
 //! message and reach the client as JSON ([`ErrorBody`]); a server fault (5xx)
 //! reaches the client as a generic message, while its cause travels in a
 //! response extension ([`InternalCause`]) that the logging middleware in
-//! [`crate::app`] writes to the log. Converting an error has no side effects.
+//! [`mod@crate::app`] writes to the log. Converting an error has no side effects.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
