@@ -16,6 +16,7 @@ db_tests!(
     worker_slots_and_database_pool,
     task_api_rules,
     events_stream_follows_a_request,
+    credentials_in_urls_are_never_shown,
 );
 
 async fn every_call_checks_who_is_asking(db: Db) {
@@ -905,5 +906,78 @@ async fn events_stream_follows_a_request(db: Db) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+    app.stop().await;
+}
+
+async fn credentials_in_urls_are_never_shown(db: Db) {
+    let app = TestApp::start(db).await;
+    // Nothing listens on port 9 of 127.0.0.1: the fetch fails at once.
+    app.store
+        .create_workspace(&NewWorkspace {
+            name: "private".into(),
+            repo_url: "https://someone:s3cr3t-t0ken@127.0.0.1:9/org/study.git".into(),
+            branch: "main".into(),
+            project_id: Some(1),
+        })
+        .await
+        .unwrap();
+    let a = app
+        .create(json!({"workspace": "private", "backend": "test", "actions": ["other"]}))
+        .await;
+    assert_eq!(a.status, 502, "{:#}", a.body);
+    assert_eq!(a.body["error"], "git");
+    let text = a.body.to_string();
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("127.0.0.1:9/org/study.git"), "{text}");
+    let ws = app
+        .get(
+            "/api/v1/workspaces/{name}",
+            "/api/v1/workspaces/private",
+            &app.tokens.dev,
+        )
+        .await;
+    assert_eq!(ws.body["repo_url"], "https://***@127.0.0.1:9/org/study.git");
+    // Nothing was stored, and the audit log has only what happened.
+    let list = app
+        .get(
+            "/api/v1/job-requests",
+            "/api/v1/job-requests",
+            &app.tokens.dev,
+        )
+        .await;
+    assert_eq!(list.body["job_requests"], json!([]));
+    let r = app.request("ws", &["other"]).await;
+    let id = r["id"].as_str().unwrap();
+    app.post(
+        "/api/v1/job-requests/{id}/cancel",
+        &format!("/api/v1/job-requests/{id}/cancel"),
+        &app.tokens.dev,
+        json!({}),
+    )
+    .await;
+    app.post(
+        "/api/v1/backends/{slug}/pause",
+        "/api/v1/backends/test/pause",
+        &app.tokens.admin,
+        json!({}),
+    )
+    .await;
+    let log = app
+        .store
+        .list_audit(&warden_state::AuditFilter::default())
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.target_id.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("admin", "backend.pause", "test"),
+            ("dev", "job_request.cancel", id),
+            ("dev", "job_request.create", id),
+        ]
+    );
     app.stop().await;
 }
