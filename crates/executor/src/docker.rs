@@ -550,7 +550,19 @@ impl DockerExecutor {
         }
 
         let name = job.container_name();
-        let container = self.inspect(&name).await?;
+        let mut container = self.inspect(&name).await?;
+        // Docker learns of an OOM kill from a kernel event that can land just
+        // after it records the exit: on a 137 without the flag, look again.
+        for _ in 0..10 {
+            let state = container.as_ref().and_then(|c| c.state.as_ref());
+            let killed = state.and_then(|s| s.exit_code) == Some(EXIT_KILLED);
+            let flagged = state.and_then(|s| s.oom_killed).unwrap_or(false);
+            if how != Finalize::Completed || !killed || flagged {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            container = self.inspect(&name).await?;
+        }
         let (cancelled, error) = match &how {
             Finalize::Completed => (false, None),
             Finalize::Cancelled => (true, None),
