@@ -17,6 +17,10 @@
 # WARDEN_TEST_DATABASE_URL is set); otherwise it is skipped with a note.
 # A release build of warden-server and its load client (examples/load.rs).
 # This is a measurement, not a test: it never fails on a number.
+#
+# Also: SERVER_LOG=warden_server=debug logs each scheduling pass (jobs,
+# updates, load/decide/write times); KEEP_LOGS=/tmp/x keeps the server logs
+# as /tmp/x-sqlite.log and /tmp/x-postgres.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warden/target}"
@@ -67,7 +71,7 @@ run_db() {
         warmup=""
     done
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-    [[ -n "${KEEP_LOGS:-}" ]] && cp "$TMP/server-$name.log" "$KEEP_LOGS-$name.log"
+    if [[ -n "${KEEP_LOGS:-}" ]]; then cp "$TMP/server-$name.log" "$KEEP_LOGS-$name.log"; fi
 }
 
 echo "== SQLite: $REQUESTS requests x $ACTIONS actions, $CONCURRENCY clients" >&2

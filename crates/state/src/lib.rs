@@ -61,6 +61,10 @@
 //!   than one row is one transaction (SQLite in WAL mode with
 //!   `synchronous=NORMAL`, which never corrupts and loses at most the last
 //!   transactions on power loss, not on a process crash).
+//! * **No request waits for the disk on SQLite**: writers of one process
+//!   take turns on a FIFO lock (never SQLite's unfair busy-wait), and the
+//!   write-ahead log is checkpointed by a background task rather than inside
+//!   some unlucky commit.
 //!
 //! # Two engines, one [`Store`]
 //!

@@ -41,6 +41,35 @@ db_tests!(
     audited_creation,
 );
 
+/// Automatic checkpoints are off; the background checkpointer copies the
+/// log into the database file while the store is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let names: Vec<String> = (0..400).map(|i| format!("action_{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let before = std::fs::metadata(&path).unwrap().len();
+    store
+        .create_job_request(request("ckpt", &refs), jobs(&refs))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let after = std::fs::metadata(&path).unwrap().len();
+        if after > before + 100_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint: {before} -> {after} bytes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}
+
 #[tokio::test]
 async fn urls() {
     assert!(matches!(
