@@ -17,7 +17,10 @@ use warden_state::{State, StatusCode, Store, StoreOptions, TaskType};
 use crate::common::{Db, STUDY, StudyRepo, database, drop_schema, now_ns};
 use crate::db_tests;
 
-db_tests!(kill_nine_mid_scheduling_leaves_true_states);
+db_tests!(
+    kill_nine_mid_scheduling_leaves_true_states,
+    admin_commands_reach_a_running_server,
+);
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden-server");
 const WORKSPACES: usize = 8;
@@ -56,37 +59,32 @@ impl Setup {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    /// Starts `warden-server serve` and waits for its address. The caller
-    /// kills and waits for the child.
-    #[allow(clippy::zombie_processes)]
-    fn serve(&self, dir: &Path) -> (Child, String) {
+    /// Starts `warden-server serve` (safety-net poll: `poll_ms`) and waits
+    /// for its address.
+    fn serve(&self, dir: &Path, poll_ms: u64) -> ServerProcess {
         let addr_file = dir.join(format!("addr-{}", rand::random::<u32>()));
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .arg("serve")
             .args(self.db_args())
             .args(["--bind", "127.0.0.1:0", "--addr-file"])
             .arg(&addr_file)
-            .args([
-                "--max-workers",
-                "3",
-                "--poll-interval-ms",
-                "3600000",
-                "--log",
-                "warn",
-            ])
+            .args(["--max-workers", "3", "--log", "warn", "--poll-interval-ms"])
+            .arg(poll_ms.to_string())
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn server");
+        let mut server = ServerProcess {
+            child,
+            url: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(addr) = std::fs::read_to_string(&addr_file) {
-                return (child, format!("http://{addr}"));
+                server.url = format!("http://{addr}");
+                return server;
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server did not start");
-            }
+            // (Dropping `server` kills it.)
+            assert!(Instant::now() < deadline, "the server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -103,6 +101,27 @@ impl Setup {
             .await
             .unwrap(),
         }
+    }
+}
+
+/// A running `warden-server serve`; killed (SIGKILL) and reaped when
+/// dropped, so a failing test leaves no server behind.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    /// kill -9, and wait for it to be gone.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -278,7 +297,8 @@ async fn kill_nine_mid_scheduling_leaves_true_states(db: Db) {
     ]);
     assert_eq!(dev.len(), 64);
 
-    let (mut server, url) = setup.serve(dir.path());
+    let mut server = setup.serve(dir.path(), 3_600_000);
+    let url = server.url.clone();
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..WORKSPACES {
@@ -316,8 +336,7 @@ async fn kill_nine_mid_scheduling_leaves_true_states(db: Db) {
         assert!(Instant::now() < deadline, "the agent made no progress");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    server.kill().unwrap(); // SIGKILL
-    server.wait().unwrap();
+    server.kill(); // SIGKILL
 
     let store = setup.store().await;
     let (total, finished) = check_true_states(&store).await;
@@ -326,7 +345,8 @@ async fn kill_nine_mid_scheduling_leaves_true_states(db: Db) {
     eprintln!("killed with {finished} of {total} jobs finished");
 
     // Restart on the same data: scheduling resumes and everything finishes.
-    let (mut server, url) = setup.serve(dir.path());
+    let mut server = setup.serve(dir.path(), 3_600_000);
+    let url = server.url.clone();
     *base.lock().unwrap() = url.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -369,9 +389,131 @@ async fn kill_nine_mid_scheduling_leaves_true_states(db: Db) {
     // No task is left behind, and every state is still true.
     assert!(store.active_tasks("test").await.unwrap().is_empty());
     assert_eq!(check_true_states(&store).await, (total, total));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     store.close().await;
+    if let (Some(url), Some(schema)) = (&setup.database_url, &setup.pg_schema) {
+        drop_schema(url, schema).await;
+    }
+}
+
+/// `warden admin` works on the database directly; a running server sees a
+/// pause or unpause made that way at its next safety-net poll.
+async fn admin_commands_reach_a_running_server(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = StudyRepo::new(dir.path(), STUDY);
+    let (database_url, pg_schema) = database(db);
+    let setup = Setup {
+        data_dir: dir.path().join("data"),
+        database_url,
+        pg_schema,
+    };
+    setup.admin(&["backend", "create", "--slug", "test", "--name", "Test"]);
+    setup.admin(&["project", "create", "--slug", "study", "--name", "Study"]);
+    setup.admin(&[
+        "workspace",
+        "create",
+        "--name",
+        "ws",
+        "--repo",
+        &repo.url(),
+        "--project",
+        "study",
+    ]);
+    let dev = setup.admin(&[
+        "user",
+        "create",
+        "--username",
+        "dev",
+        "--backend",
+        "test",
+        "--developer-of",
+        "study",
+    ]);
+    let second = setup.admin(&["user", "token", "--username", "dev", "--label", "second"]);
+    assert_ne!(dev, second);
+    setup.admin(&[
+        "backend",
+        "workers",
+        "--slug",
+        "test",
+        "--max-workers",
+        "1",
+        "--max-db-workers",
+        "0",
+    ]);
+    setup.admin(&["backend", "pause", "--slug", "test"]);
+    // Bad input to an admin command fails with a message and exit status 1.
+    let out = Command::new(BIN)
+        .arg("admin")
+        .args(setup.db_args())
+        .args(["backend", "pause", "--slug", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backend \"nowhere\""));
+
+    let mut server = setup.serve(dir.path(), 100);
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{url}/api/v1/job-requests"))
+        .bearer_auth(&second)
+        .json(&json!({"workspace": "ws", "backend": "test", "actions": ["run_all"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["job_request"]["id"]
+        .as_str()
+        .expect("created")
+        .to_owned();
+    let codes = || async {
+        let r: Value = client
+            .get(format!("{url}/api/v1/job-requests/{id}"))
+            .bearer_auth(&dev)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    j["action"].as_str().unwrap().to_owned(),
+                    j["status_code"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<String, String>>()
+    };
+    let wait = |action: &'static str, code: &'static str| {
+        let codes = &codes;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = codes().await;
+                if now[action] == code {
+                    return now;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{action} never became {code}: {now:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait("other", "paused").await;
+    setup.admin(&["backend", "unpause", "--slug", "test"]);
+    // One worker slot, no database slots: `other` starts, `extract` waits.
+    let now = wait("other", "initiated").await;
+    assert_eq!(now["extract"], "waiting_on_db_workers");
+    server.kill();
     if let (Some(url), Some(schema)) = (&setup.database_url, &setup.pg_schema) {
         drop_schema(url, schema).await;
     }
