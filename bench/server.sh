@@ -3,7 +3,7 @@
 # through the JSON API, on SQLite and on PostgreSQL, with the scheduler
 # running (every create wakes it; no agent, so jobs stay pending/initiated).
 #
-#   bench/server.sh                 # 1,000 requests, 8 concurrent clients
+#   bench/server.sh                 # 1,000 requests, with 1 and with 8 clients
 #   REQUESTS=200 CONCURRENCY=4 bench/server.sh
 #
 # Two phases per database, after one unmeasured warm-up request (the first
@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warden/target}"
 REQUESTS="${REQUESTS:-1000}"
-CONCURRENCY="${CONCURRENCY:-8}"
+CONCURRENCY="${CONCURRENCY:-1 8}"   # one run per value
 ACTIONS="${ACTIONS:-50}"
 
 echo "building (release)..." >&2
@@ -52,59 +52,66 @@ git_ -C "$TMP/study" commit -q -m study
 git_ -C "$TMP/study" push -q "$TMP/study.git" main
 COMMIT="$(git -C "$TMP/study" rev-parse HEAD)"
 
-# run_db NAME [--database-url URL --pg-schema SCHEMA]
+# run_db NAME CLIENTS [--database-url URL --pg-schema SCHEMA]
 run_db() {
-    local name="$1"; shift
-    local data="$TMP/data-$name"
+    local name="$1" clients="$2"; shift 2
+    local run="$name-c$clients"
+    local data="$TMP/data-$run"
     local token
     token="$("$LOAD" setup --data-dir "$data" "$@" --repo "$TMP/study.git" --workspaces "$REQUESTS")"
-    "$BIN" serve --data-dir "$data" "$@" --bind 127.0.0.1:0 --addr-file "$TMP/addr-$name" \
-        --log "${SERVER_LOG:-warn}" 2> "$TMP/server-$name.log" &
+    "$BIN" serve --data-dir "$data" "$@" --bind 127.0.0.1:0 --addr-file "$TMP/addr-$run" \
+        --log "${SERVER_LOG:-warn}" 2> "$TMP/server-$run.log" &
     SERVER_PID=$!
-    for _ in $(seq 1 300); do [[ -s "$TMP/addr-$name" ]] && break; sleep 0.05; done
-    local url="http://$(cat "$TMP/addr-$name")"
+    for _ in $(seq 1 300); do [[ -s "$TMP/addr-$run" ]] && break; sleep 0.05; done
+    local url="http://$(cat "$TMP/addr-$run")"
     local warmup=--warmup
     for phase in plan repeat; do
         "$LOAD" run --url "$url" --token "$token" --requests "$REQUESTS" \
-            --concurrency "$CONCURRENCY" --workspaces "$REQUESTS" --commit "$COMMIT" \
-            --label "$name/$phase" $warmup | tee -a "$TMP/results.jsonl"
+            --concurrency "$clients" --workspaces "$REQUESTS" --commit "$COMMIT" \
+            --label "$name/$phase/c$clients" $warmup | tee -a "$TMP/results.jsonl"
         warmup=""
     done
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-    if [[ -n "${KEEP_LOGS:-}" ]]; then cp "$TMP/server-$name.log" "$KEEP_LOGS-$name.log"; fi
+    if [[ -n "${KEEP_LOGS:-}" ]]; then cp "$TMP/server-$run.log" "$KEEP_LOGS-$run.log"; fi
+    rm -rf "$data"
 }
-
-echo "== SQLite: $REQUESTS requests x $ACTIONS actions, $CONCURRENCY clients" >&2
-run_db sqlite
 
 PG_URL="${WARDEN_TEST_DATABASE_URL:-}"
 if [[ -z "$PG_URL" ]]; then
     if out="$(scripts/postgres.sh 2>/dev/null)"; then eval "$out"; PG_URL="${WARDEN_TEST_DATABASE_URL:-}"; fi
 fi
-if [[ -n "$PG_URL" ]]; then
-    echo "== PostgreSQL" >&2
-    SCHEMA="bench_$(date +%s)_$$"
-    run_db postgres --database-url "$PG_URL" --pg-schema "$SCHEMA"
-    psql "$PG_URL" -q -c "DROP SCHEMA \"$SCHEMA\" CASCADE" 2>/dev/null ||
-        echo "note: could not drop schema $SCHEMA (psql missing?)" >&2
-else
-    echo "note: PostgreSQL skipped (scripts/postgres.sh could not start it)" >&2
-fi
+[[ -n "$PG_URL" ]] || echo "note: PostgreSQL skipped (scripts/postgres.sh could not start it)" >&2
+
+for clients in $CONCURRENCY; do
+    echo "== SQLite: $REQUESTS requests x $ACTIONS actions, $clients client(s)" >&2
+    run_db sqlite "$clients"
+    if [[ -n "$PG_URL" ]]; then
+        echo "== PostgreSQL: $REQUESTS requests x $ACTIONS actions, $clients client(s)" >&2
+        SCHEMA="bench_$(date +%s)_$$_$clients"
+        run_db postgres "$clients" --database-url "$PG_URL" --pg-schema "$SCHEMA"
+        psql "$PG_URL" -q -c "DROP SCHEMA \"$SCHEMA\" CASCADE" 2>/dev/null ||
+            echo "note: could not drop schema $SCHEMA (psql missing?)" >&2
+    fi
+done
 
 python3 - "$TMP/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {r["label"]: r for r in rows}
 print()
-print(f"{'database/phase':<18} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'jobs':>7}")
+print(f"{'database/phase/clients':<24} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'jobs':>7}")
 for r in rows:
-    print(f"{r['label']:<18} {r['requests']:>8} {r['throughput_per_s']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['jobs_created']:>7}")
-for phase in ("plan", "repeat"):
-    s, p = by.get(f"sqlite/{phase}"), by.get(f"postgres/{phase}")
-    if s and p:
-        print(f"ratio postgres/sqlite ({phase}): p50 {p['p50_ms']/s['p50_ms']:.2f}x, "
-              f"p99 {p['p99_ms']/s['p99_ms']:.2f}x, throughput {p['throughput_per_s']/s['throughput_per_s']:.2f}x")
-s = by.get("sqlite/plan")
-if s:
-    print(f"goal p99 < 50 ms on SQLite (plan phase): {'met' if s['p99_ms'] < 50 else 'NOT met'} ({s['p99_ms']} ms)")
+    print(f"{r['label']:<24} {r['requests']:>8} {r['throughput_per_s']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['jobs_created']:>7}")
+for r in rows:
+    if not r["label"].startswith("sqlite/"):
+        continue
+    _, phase, c = r["label"].split("/")
+    p = by.get(f"postgres/{phase}/{c}")
+    if p:
+        print(f"ratio postgres/sqlite ({phase}, {c}): p50 {p['p50_ms']/r['p50_ms']:.2f}x, "
+              f"p99 {p['p99_ms']/r['p99_ms']:.2f}x, throughput {p['throughput_per_s']/r['throughput_per_s']:.2f}x")
+for r in rows:
+    if r["label"].startswith("sqlite/plan/"):
+        c = r["label"].split("/")[2]
+        print(f"goal p99 < 50 ms on SQLite (plan, {c}): {'met' if r['p99_ms'] < 50 else 'NOT met'} ({r['p99_ms']} ms)")
 PY
