@@ -29,6 +29,11 @@ if "$WARDEN" help run >/dev/null 2>&1; then
     scripts/build-images.sh
     WORK="$(mktemp -d "${TMPDIR:-/tmp}/warden-demo.XXXXXX")"
     cp -r examples/study/. "$WORK/"
+    # A study is a git repository: commit the copy, as a researcher would, so
+    # that what runs locally is what a backend would run.
+    git -C "$WORK" init -q
+    git -C "$WORK" add -A
+    git -C "$WORK" -c user.name=warden-demo -c user.email=demo@localhost commit -qm "example study"
     step "warden run run_all (in a scratch copy: $WORK)"
     (cd "$WORK" && "$WARDEN" run run_all)
     step "outputs"
