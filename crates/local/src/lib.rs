@@ -461,32 +461,13 @@ fn plan_jobs(
                 action: j.action.to_string(),
                 run_command: j.run_command.clone(),
                 image: j.image.to_string(),
-                output_spec: output_spec_json(j.output_spec),
+                output_spec: j.output_spec.to_json(),
                 requires_outputs_from: j.requires_outputs_from.to_vec(),
                 wait_for_job_ids: j.wait_for_job_ids.clone(),
                 requires_db: j.requires_db,
             })
             .collect()),
     }
-}
-
-fn output_spec_json(outputs: &warden_pipeline::Outputs) -> serde_json::Value {
-    serde_json::Value::Object(
-        outputs
-            .levels()
-            .map(|(level, entries)| {
-                (
-                    level.as_str().to_string(),
-                    serde_json::Value::Object(
-                        entries
-                            .iter()
-                            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                            .collect(),
-                    ),
-                )
-            })
-            .collect(),
-    )
 }
 
 /// Where a job stands in this run.

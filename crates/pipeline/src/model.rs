@@ -185,6 +185,26 @@ impl Outputs {
         self.len() == 0
     }
 
+    /// The reference's `Outputs.dict()` as JSON: the present levels (empty
+    /// ones included) in the fixed order, each `{name: pattern}`. This is the
+    /// `output_spec` jobs record.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.levels()
+                .map(|(level, entries)| {
+                    let entries = entries
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect();
+                    (
+                        level.as_str().to_string(),
+                        serde_json::Value::Object(entries),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// Every pattern with its level, level by level.
     pub fn patterns(&self) -> impl Iterator<Item = (PrivacyLevel, &str)> {
         self.levels()

@@ -1069,7 +1069,7 @@ pub fn pure_posix(p: &str) -> String {
 }
 
 /// `str(PurePosixPath(p).parent)`.
-fn posix_parent(p: &str) -> String {
+pub fn posix_parent(p: &str) -> String {
     let norm = pure_posix(p);
     match norm.rfind('/') {
         None => ".".into(),

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
+use warden_pipeline::validate::posix_parent;
 use warden_pipeline::{Action, Pipeline};
 
 /// Builds the run command of `action`; see [`crate::NewJob::run_command`].
@@ -65,21 +66,6 @@ fn single_output_dir(action: &Action) -> Option<String> {
     found
 }
 
-/// `str(PurePosixPath(path).parent)`: empty and `.` components dropped.
-fn posix_parent(path: &str) -> String {
-    let absolute = path.starts_with('/');
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    let parent = &parts[..parts.len().saturating_sub(1)];
-    match (absolute, parent.is_empty()) {
-        (true, _) => format!("/{}", parent.join("/")),
-        (false, true) => ".".to_owned(),
-        (false, false) => parent.join("/"),
-    }
-}
-
 fn is_truthy(value: &Value) -> bool {
     match value {
         Value::Null => false,
@@ -99,39 +85,10 @@ fn push_word(out: &mut String, word: &str) {
     push_quoted(out, word);
 }
 
-/// The bytes Python's `shlex.quote` leaves unquoted: `[A-Za-z0-9_@%+=:,./-]`.
-const SAFE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'_' | b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'.' | b'/' | b'-'
-            );
-        b += 1;
-    }
-    table
-};
-
-/// Python's `shlex.quote`: a word of only `[A-Za-z0-9_@%+=:,./-]` stays as it
-/// is; anything else is single-quoted, with `'` written as `'"'"'`.
+/// Python's `shlex.quote` (a word of only `[A-Za-z0-9_@%+=:,./-]` stays as it
+/// is; anything else is single-quoted, with `'` written as `'"'"'`).
 pub(crate) fn push_quoted(out: &mut String, word: &str) {
-    if word.is_empty() {
-        out.push_str("''");
-    } else if word.bytes().all(|b| SAFE[b as usize]) {
-        out.push_str(word);
-    } else {
-        out.push('\'');
-        for (i, piece) in word.split('\'').enumerate() {
-            if i > 0 {
-                out.push_str("'\"'\"'");
-            }
-            out.push_str(piece);
-        }
-        out.push('\'');
-    }
+    out.push_str(&warden_pipeline::python::shlex_quote(word));
 }
 
 /// Python's `json.dumps(value)` with its defaults (`", "` and `": "`
@@ -200,48 +157,15 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Python's `repr(float)`: the shortest round-tripping digits, positional
-/// for exponents from -5 to 15 (`0.0001`, `1000000000000000.0`), scientific
-/// otherwise with a signed two-digit-minimum exponent (`1e-05`, `1e+16`).
+/// A float as Python's `json.dumps` writes it: `repr(float)`, and `NaN` /
+/// `Infinity` for the values JSON has no spelling for.
 pub(crate) fn push_python_float(out: &mut String, f: f64) {
     if f.is_nan() {
         out.push_str("NaN");
-        return;
-    }
-    if f.is_infinite() {
+    } else if f.is_infinite() {
         out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
-    }
-    // Rust's `{:e}` gives the same shortest digits: "d[.ddd]e[-]x".
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let n = digits.len() as i32;
-    let decpt = exp + 1; // value = 0.DIGITS × 10^decpt
-    if f.is_sign_negative() {
-        out.push('-');
-    }
-    if decpt <= -4 || decpt > 16 {
-        out.push_str(&digits[..1]);
-        if n > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let sign = if exp < 0 { '-' } else { '+' };
-        let _ = write!(out, "e{sign}{:02}", exp.abs());
-    } else if decpt <= 0 {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', (-decpt) as usize));
-        out.push_str(&digits);
-    } else if decpt >= n {
-        out.push_str(&digits);
-        out.extend(std::iter::repeat_n('0', (decpt - n) as usize));
-        out.push_str(".0");
     } else {
-        out.push_str(&digits[..decpt as usize]);
-        out.push('.');
-        out.push_str(&digits[decpt as usize..]);
+        out.push_str(&warden_pipeline::python::float_repr(f));
     }
 }
 

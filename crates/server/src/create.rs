@@ -64,24 +64,6 @@ fn planner_state(state: State) -> JobState {
     }
 }
 
-fn output_spec(outputs: &warden_pipeline::Outputs) -> serde_json::Value {
-    let mut spec = serde_json::Map::new();
-    for (level, names) in [
-        ("highly_sensitive", &outputs.highly_sensitive),
-        ("moderately_sensitive", &outputs.moderately_sensitive),
-        ("minimally_sensitive", &outputs.minimally_sensitive),
-    ] {
-        if let Some(names) = names {
-            let names: serde_json::Map<String, serde_json::Value> = names
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect();
-            spec.insert(level.to_owned(), serde_json::Value::Object(names));
-        }
-    }
-    serde_json::Value::Object(spec)
-}
-
 fn plan_error(e: PlanError) -> AppError {
     AppError::Plan {
         message: e.to_string(),
@@ -249,7 +231,7 @@ pub async fn create_job_request(
                         action: j.action.to_owned(),
                         run_command: j.run_command,
                         image: format!("{registry}/{}", j.image),
-                        output_spec: output_spec(j.output_spec),
+                        output_spec: j.output_spec.to_json(),
                         requires_outputs_from: j.requires_outputs_from.to_vec(),
                         wait_for_job_ids: j.wait_for_job_ids,
                         requires_db: j.requires_db,
