@@ -4,7 +4,7 @@
 #
 #   bench/pipeline.sh
 #
-# Workloads: (a) the whole corpus (shared/corpus/project-yaml, one batch),
+# Workloads: (a) the whole corpus (corpus/project-yaml, one batch),
 # (b) a synthetic 1,000-action and (c) a 10,000-action pipeline (bench/synth.py).
 # Both sides time in-process: median of K runs of load_pipeline / check on text
 # already in memory. Prints medians, ratios (reference / warden), and warden's peak RSS
@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K="${K:-21}"
 K_REF="${K_REF:-5}"
 K_REF_BIG="${K_REF_BIG:-3}"
-CORPUS="${CORPUS:-$ROOT/../shared/corpus/project-yaml}"
+CORPUS="${CORPUS:-$ROOT/corpus/project-yaml}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warden/target}"
 
 if [[ ! -x /usr/bin/time ]]; then

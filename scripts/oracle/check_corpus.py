@@ -18,7 +18,7 @@ import oracle  # noqa: E402
 
 here = os.path.dirname(os.path.abspath(__file__))
 corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-    here, "..", "..", "..", "shared", "corpus", "project-yaml"
+    here, "..", "..", "corpus", "project-yaml"
 )
 with open(os.path.join(corpus, "VERDICTS-reference.tsv"), newline="", encoding="utf-8") as f:
     rows = list(csv.DictReader(f, delimiter="\t"))
