@@ -11,8 +11,12 @@ fn corpus_dir() -> PathBuf {
 #[test]
 fn corpus_verdicts_match_the_reference() {
     let dir = corpus_dir();
-    let tsv = std::fs::read_to_string(dir.join("VERDICTS-reference.tsv"))
-        .unwrap_or_else(|e| panic!("the corpus is part of the repository, but {} is missing: {e}", dir.display()));
+    let tsv = std::fs::read_to_string(dir.join("VERDICTS-reference.tsv")).unwrap_or_else(|e| {
+        panic!(
+            "the corpus is part of the repository, but {} is missing: {e}",
+            dir.display()
+        )
+    });
     let mut checked = 0;
     let mut failures = Vec::new();
     for line in tsv.lines().skip(1) {

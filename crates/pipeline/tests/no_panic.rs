@@ -9,8 +9,8 @@ fn corpus() -> &'static [String] {
 }
 
 fn load_corpus() -> Vec<String> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../corpus/project-yaml");
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../corpus/project-yaml");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -18,7 +18,12 @@ fn load_corpus() -> Vec<String> {
                 .filter_map(|e| std::fs::read_to_string(e.path()).ok())
                 .collect()
         })
-        .unwrap_or_else(|e| panic!("the corpus is part of the repository, but {} is missing: {e}", dir.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "the corpus is part of the repository, but {} is missing: {e}",
+                dir.display()
+            )
+        });
     files.sort();
     assert!(
         files.len() >= 200,
