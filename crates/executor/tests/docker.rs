@@ -793,8 +793,11 @@ async fn waiting_and_following_outlast_the_client_timeout() {
     let executor =
         warden_executor::DockerExecutor::with_client(impatient, env.config.clone()).unwrap();
     let job = env.job("patient", "echo a; sleep 3; echo b", &[]);
-    executor.prepare(&job).await.unwrap();
-    executor.execute(&job).await.unwrap();
+    // Preparing and starting use the ordinary client: on a loaded machine a
+    // container start alone can take longer than 1 s. The executor keeps no
+    // state of its own, so the impatient one picks the job up from the engine.
+    env.executor.prepare(&job).await.unwrap();
+    env.executor.execute(&job).await.unwrap();
     // wait and follow at once, both longer than the client's timeout
     let (lines, status) = tokio::join!(
         executor
