@@ -799,3 +799,166 @@ fn uncommitted_and_untracked_files_are_named_and_the_working_tree_runs() {
         "edited\n"
     );
 }
+
+// --- hostile jobs, signals, leftovers ---------------------------------------------
+
+const SLEEPY: &str = "  sleepy:
+    run: busybox:latest sh -c 'echo started; sleep 120'
+    outputs:
+      moderately_sensitive:
+        table: output/slept.csv
+";
+
+#[test]
+fn sigterm_and_sighup_cancel_like_ctrl_c() {
+    if !common::docker(&[BUSYBOX]) {
+        return;
+    }
+    for (signal, code) in [("TERM", 143), ("HUP", 129), ("INT", 130)] {
+        let study = Study::new(&project(SLEEPY));
+        let mut running = study.spawn(&["run", "sleepy"], &[]);
+        running.wait_for_line(Duration::from_secs(60), |l| l == "sleepy | started");
+        let sent = Instant::now();
+        running.signal(signal);
+        let out = running.finish();
+        assert_eq!(out.code, code, "SIG{signal}: {}", out.dump());
+        assert!(sent.elapsed() < Duration::from_secs(30), "SIG{signal}");
+        assert!(
+            out.stdout.contains("sleepy: Cancelled by user\n"),
+            "SIG{signal}: {}",
+            out.dump()
+        );
+        let job = study.job("sleepy");
+        assert_eq!(job.status_code, StatusCode::CancelledByUser, "{job:?}");
+        assert_eq!(job.state, State::Failed);
+        assert!(
+            common::containers_of(std::slice::from_ref(&job.id)).is_empty(),
+            "SIG{signal} left the job's container behind"
+        );
+        assert_eq!(
+            common::entries(&study.path("metadata/volumes")),
+            Vec::<String>::new(),
+            "SIG{signal} left the job's working directory behind"
+        );
+    }
+}
+
+#[test]
+fn what_a_killed_run_left_is_reaped_by_the_next_run() {
+    if !common::docker(&[BUSYBOX]) {
+        return;
+    }
+    let study = Study::new(&project(&format!(
+        "{SLEEPY}  quick:
+    run: busybox:latest sh -c 'mkdir -p output; echo 1 > output/q.csv'
+    outputs:
+      moderately_sensitive:
+        table: output/q.csv
+"
+    )));
+    let mut running = study.spawn(&["run", "sleepy"], &[]);
+    running.wait_for_line(Duration::from_secs(60), |l| l == "sleepy | started");
+    running.signal("KILL");
+    let _ = running.finish();
+    let job = study.job("sleepy");
+    assert_eq!(job.state, State::Running, "{job:?}");
+    assert_eq!(
+        common::containers_of(std::slice::from_ref(&job.id)).len(),
+        1,
+        "kill -9 should have left the container running"
+    );
+    assert_eq!(
+        common::entries(&study.path("metadata/volumes")),
+        std::slice::from_ref(&job.id)
+    );
+
+    let out = study.warden(&["run", "quick"]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        common::containers_of(std::slice::from_ref(&job.id)).is_empty(),
+        "the leftover container was not reaped"
+    );
+    assert_eq!(
+        common::entries(&study.path("metadata/volumes")),
+        Vec::<String>::new(),
+        "the leftover working directory was not reaped"
+    );
+    let job = study.job("sleepy");
+    assert_eq!(job.state, State::Failed, "{job:?}");
+}
+
+#[test]
+fn a_fork_loop_is_stopped_by_the_pids_limit() {
+    if !common::docker(&[BUSYBOX]) {
+        return;
+    }
+    let study = Study::new(&project(
+        "  forks:
+    run: busybox:latest sh -c '(i=0; while [ $i -lt 2000 ]; do sleep 8 & i=$((i+1)); done); echo started; sleep 3; exit 3'
+    outputs:
+      moderately_sensitive:
+        table: output/none.csv
+",
+    ));
+    let out = study.warden(&["run", "--pids-limit", "64", "forks"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    assert!(
+        out.summary().contains(
+            "Job exited with an error: Job reached its limit of 64 processes and threads"
+        ),
+        "{}",
+        out.dump()
+    );
+    assert!(out.stdout.contains("can't fork"), "{}", out.dump());
+    let meta = study.metadata_of("forks");
+    assert_eq!(meta["container_metadata"]["HostConfig"]["PidsLimit"], 64);
+
+    // the default applies without the flag, and nonsense is refused
+    let bad = study.warden(&["run", "--pids-limit", "0", "forks"]);
+    assert_eq!(bad.code, 2, "{}", bad.dump());
+}
+
+#[test]
+fn a_corrupt_history_says_which_file_and_how_to_recover() {
+    if !common::docker(&[BUSYBOX]) {
+        return;
+    }
+    let study = Study::new(&project(
+        "  quick:
+    run: busybox:latest sh -c 'mkdir -p output; echo 1 > output/q.csv'
+    outputs:
+      moderately_sensitive:
+        table: output/q.csv
+",
+    ));
+    let first = study.warden(&["run", "quick"]);
+    assert_eq!(first.code, 0, "{}", first.dump());
+    // overwrite the database's header and first pages with garbage
+    let db = study.path("metadata/db.sqlite");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for (i, b) in bytes.iter_mut().take(8192).enumerate() {
+        *b = (i * 31 % 251) as u8;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let _ = std::fs::remove_file(study.path("metadata/db.sqlite-wal"));
+    let _ = std::fs::remove_file(study.path("metadata/db.sqlite-shm"));
+
+    let out = study.warden(&["run", "quick"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let shown = db.display().to_string();
+    assert!(
+        out.stderr
+            .contains(&format!("the job history {shown} is corrupt")),
+        "{}",
+        out.dump()
+    );
+    assert!(
+        out.stderr.contains(&format!("mv {shown} {shown}.corrupt")),
+        "{}",
+        out.dump()
+    );
+    // following the advice works
+    std::fs::rename(&db, study.path("metadata/db.sqlite.corrupt")).unwrap();
+    let again = study.warden(&["run", "quick"]);
+    assert_eq!(again.code, 0, "{}", again.dump());
+}

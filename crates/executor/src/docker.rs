@@ -2,7 +2,7 @@
 //! out to the `docker` CLI and never pulls images.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,30 +13,39 @@ use bollard::models::{
     HostConfigLogConfig, Mount, MountType,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 
+use crate::beneath::link_refused;
 use crate::error::{ExecutorError, Result};
 use crate::glob::Glob;
+use crate::logcap::CappedLog;
 use crate::outputs;
 use crate::record::{self, JobMetadata};
 use crate::types::{
     ExecutorConfig, ExecutorState, Finalize, JobDefinition, JobResults, JobStatus, LogLine,
     LogStream, TIMESTAMP_FILE,
 };
-use crate::util::{
-    is_safe_relative, now_ns, now_secs, parse_docker_time_ns, safe_join, write_atomic,
-};
+use crate::util::{is_safe_relative, now_ns, now_secs, parse_docker_time_ns, safe_join};
 use crate::{Executor, fsops};
 
 /// Time limit for inspecting a container when deriving status.
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Most lines of container output kept in the job log.
-const LOG_TAIL_LINES: &str = "100000";
+/// Docker keeps at most this many files of this size of a container's
+/// output (compressed on disk): 100 MB, so a job printing 10 GB cannot fill
+/// the disk. The job log keeps a head and tail of it (see `logcap`).
+const DOCKER_LOG_FILES: &str = "5";
+const DOCKER_LOG_FILE_SIZE: &str = "20m";
 /// Most undeclared files listed in the unmatched-patterns hint.
 const MAX_HINT_FILES: usize = 100;
+/// Smallest process limit accepted (Docker reads 0 as "no limit").
+const MIN_PIDS_LIMIT: u64 = 8;
+/// Written in the job's log directory when its container was seen at its
+/// process limit; finalize then explains a failure by it.
+const PIDS_LIMIT_MARKER: &str = "pids-limit-reached";
 /// Exit code of a process killed by SIGKILL (`128 + 9`).
 const EXIT_KILLED: i64 = 137;
 
@@ -144,14 +153,7 @@ impl DockerExecutor {
                 reason,
             })
         };
-        let id_ok = !job.id.is_empty()
-            && job.id.len() <= 128
-            && !job.id.starts_with(['.', '-'])
-            && job
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !id_ok {
+        if !valid_job_id(&job.id) {
             return bad(format!(
                 "job id {:?} must be 1-128 characters of A-Z a-z 0-9 _ . - (not starting with . or -)",
                 job.id
@@ -191,6 +193,12 @@ impl DockerExecutor {
             return bad(format!(
                 "memory limit {} bytes is not usable",
                 job.memory_limit
+            ));
+        }
+        if job.pids_limit < MIN_PIDS_LIMIT || job.pids_limit > i64::MAX as u64 {
+            return bad(format!(
+                "process limit {} must be at least {MIN_PIDS_LIMIT}",
+                job.pids_limit
             ));
         }
         if let Some(input) = job.inputs.iter().find(|i| !is_safe_relative(i)) {
@@ -234,6 +242,13 @@ impl DockerExecutor {
             Ok(Err(e)) if is_status(&e, 404) => Ok(None),
             Ok(Err(e)) => Err(docker_err("inspect container", name)(e)),
         }
+    }
+
+    /// The limit the job's container was seen at, if it was.
+    fn pids_limit_reached(&self, job: &JobDefinition) -> Option<u64> {
+        let path = self.config.job_log_dir(job).join(PIDS_LIMIT_MARKER);
+        let text = std::fs::read_to_string(path).ok()?;
+        text.trim().parse().ok()
     }
 
     fn read_timestamp(&self, job: &JobDefinition) -> Option<u64> {
@@ -320,8 +335,19 @@ impl DockerExecutor {
             });
         }
         let job_dir = config.job_dir(job);
+        let volumes = config
+            .own_tree(&config.volumes_dir)
+            .map_err(ExecutorError::io(
+                "creating volumes directory",
+                &config.volumes_dir,
+            ))?;
+        let marker = record::job_log_rel(job).join(PIDS_LIMIT_MARKER);
+        config
+            .own_tree(&config.log_dir)
+            .and_then(|t| t.remove_file(&marker))
+            .map_err(ExecutorError::io("removing", config.log_dir.join(&marker)))?;
         // A half-prepared directory (no marker) is started afresh.
-        let problems = fsops::remove_tree(&job_dir);
+        let problems = fsops::remove_tree_in(&volumes, Path::new(&job.id));
         if !problems.is_empty() {
             return Err(ExecutorError::Io {
                 operation: "removing half-prepared job directory",
@@ -329,21 +355,27 @@ impl DockerExecutor {
                 source: std::io::Error::other(problems.join("; ")),
             });
         }
-        std::fs::create_dir_all(&config.volumes_dir).map_err(ExecutorError::io(
-            "creating volumes directory",
-            &config.volumes_dir,
-        ))?;
-        std::fs::create_dir(&job_dir)
-            .map_err(ExecutorError::io("creating job directory", &job_dir))?;
+        rustix::fs::mkdirat(
+            volumes.fd(),
+            job.id.as_str(),
+            rustix::fs::Mode::from_raw_mode(0o777),
+        )
+        .map_err(|e| ExecutorError::io("creating job directory", &job_dir)(e.into()))?;
+        let job_tree = volumes
+            .subtree(Path::new(&job.id), false)
+            .map_err(ExecutorError::io("opening job directory", &job_dir))?;
 
         tracing::info!(job = %job.id, action = %job.action, from = %code_dir.display(), "copying in code");
         let exclude: Vec<Glob> = job.code_exclude.iter().map(|p| Glob::new(p)).collect();
         let skip_dirs = [config.volumes_dir.clone(), config.log_dir.clone()];
-        let copied = fsops::copy_code_tree(&code_dir, &job_dir, &exclude, &skip_dirs)?;
+        let copied = fsops::copy_code_tree(&code_dir, &job_tree, &exclude, &skip_dirs)?;
         tracing::debug!(job = %job.id, files = copied.files, symlinks = copied.symlinks, "code copied");
 
-        let high = config.high_privacy_workspace(&job.workspace);
-        let mut copier = fsops::AtomicCopier::default();
+        let high_path = config.high_privacy_workspace(&job.workspace);
+        let high = config
+            .high_tree(&job.workspace)
+            .map_err(ExecutorError::io("opening workspace", &high_path))?;
+        let mut copier = fsops::AtomicCopier::new(job_tree.clone());
         for input in &job.inputs {
             tracing::info!(job = %job.id, file = %input, "copying input file");
             let invalid = || ExecutorError::InvalidJob {
@@ -352,10 +384,10 @@ impl DockerExecutor {
                     "input file {input:?} must be a relative path inside the workspace"
                 ),
             };
-            let src = safe_join(&high, input).ok_or_else(invalid)?;
-            let dest = safe_join(&job_dir, input).ok_or_else(invalid)?;
-            let meta = match std::fs::symlink_metadata(&src) {
-                Ok(m) => m,
+            let src = safe_join(&high_path, input).ok_or_else(invalid)?;
+            let rel = safe_join(Path::new(""), input).ok_or_else(invalid)?;
+            let mut file = match high.open_file(&rel) {
+                Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(ExecutorError::MissingInput {
                         file: input.clone(),
@@ -363,36 +395,42 @@ impl DockerExecutor {
                         job_id: job.id.clone(),
                     });
                 }
-                Err(e) => return Err(ExecutorError::io("inspecting input file", &src)(e)),
+                Err(e) => {
+                    let kind = if link_refused(&e).is_some() {
+                        "a symbolic link, or under one"
+                    } else if e.kind() == std::io::ErrorKind::InvalidInput {
+                        match std::fs::symlink_metadata(&src) {
+                            Ok(m) if m.is_dir() => "a directory",
+                            _ => "a special file",
+                        }
+                    } else {
+                        return Err(ExecutorError::io("reading input file", &src)(e));
+                    };
+                    return Err(ExecutorError::InputNotRegularFile {
+                        file: input.clone(),
+                        workspace: job.workspace.clone(),
+                        job_id: job.id.clone(),
+                        kind,
+                    });
+                }
             };
-            if !meta.file_type().is_file() {
-                let kind = if meta.file_type().is_symlink() {
-                    "a symbolic link"
-                } else if meta.is_dir() {
-                    "a directory"
-                } else {
-                    "a special file"
-                };
-                return Err(ExecutorError::InputNotRegularFile {
-                    file: input.clone(),
-                    workspace: job.workspace.clone(),
-                    job_id: job.id.clone(),
-                    kind,
-                });
-            }
             copier
-                .copy(&src, &dest)
-                .map_err(ExecutorError::io("copying input file", &src))?;
+                .write_from(&mut file, &rel)
+                .map_err(ExecutorError::io(
+                    "copying input file to",
+                    job_dir.join(&rel),
+                ))?;
         }
 
-        let marker = job_dir.join(TIMESTAMP_FILE);
-        write_atomic(&marker, now_ns().to_string().as_bytes())?;
+        job_tree
+            .write_atomic(Path::new(TIMESTAMP_FILE), now_ns().to_string().as_bytes())
+            .map_err(ExecutorError::io("writing", job_dir.join(TIMESTAMP_FILE)))?;
 
         // Make the directory the container's user's, when we are root and it is someone else.
         if let Some((uid, gid)) = parse_numeric_user(user) {
             let me = rustix::process::geteuid().as_raw();
             if me == 0 && uid != 0 {
-                fsops::chown_tree(&job_dir, uid, gid)?;
+                fsops::chown_tree(&job_tree, uid, gid)?;
             }
         }
         Ok(())
@@ -423,6 +461,7 @@ impl DockerExecutor {
                 memory: Some(memory),
                 // no swap beyond the memory limit
                 memory_swap: Some(memory),
+                pids_limit: Some(job.pids_limit as i64),
                 cap_drop: Some(vec!["ALL".to_string()]),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 mounts: Some(vec![Mount {
@@ -435,8 +474,8 @@ impl DockerExecutor {
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("local".to_string()),
                     config: Some(HashMap::from([
-                        ("max-file".to_string(), "200".to_string()),
-                        ("max-size".to_string(), "20m".to_string()),
+                        ("max-file".to_string(), DOCKER_LOG_FILES.to_string()),
+                        ("max-size".to_string(), DOCKER_LOG_FILE_SIZE.to_string()),
                         ("compress".to_string(), "true".to_string()),
                     ])),
                 }),
@@ -482,6 +521,23 @@ impl DockerExecutor {
         }
     }
 
+    async fn wait_inner(&self, job: &JobDefinition) -> Result<JobStatus> {
+        let mut waited = false;
+        loop {
+            let status = self.status_inner(job).await?;
+            if status.state != ExecutorState::Executing {
+                return Ok(status);
+            }
+            if waited {
+                // Docker may answer the wait a moment before inspect shows the
+                // exit: look again shortly rather than waiting again at once.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            self.wait_not_running(&job.container_name()).await?;
+            waited = true;
+        }
+    }
+
     async fn kill_and_wait(&self, job: &JobDefinition) -> Result<()> {
         let name = job.container_name();
         let options = KillContainerOptionsBuilder::default()
@@ -512,23 +568,28 @@ impl DockerExecutor {
         }
     }
 
+    /// The container's output, its head and tail within the caps of
+    /// [`crate::logcap`], in bounded memory however much it printed.
     async fn container_log(&self, name: &str) -> Result<Vec<u8>> {
         let options = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
             .timestamps(true)
-            .tail(LOG_TAIL_LINES)
             .build();
-        let mut out = Vec::new();
+        let mut out = CappedLog::default();
         let mut logs = self.docker.logs(name, Some(options));
         while let Some(chunk) = logs.next().await {
             match chunk {
-                Ok(chunk) => out.extend_from_slice(&chunk.into_bytes()),
+                Ok(chunk) => out.push(&chunk.into_bytes()),
                 Err(e) if is_status(&e, 404) => break,
                 Err(e) => return Err(docker_err("read logs of container", name)(e)),
             }
         }
-        Ok(out)
+        let (bytes, lines) = out.dropped();
+        if bytes > 0 {
+            tracing::info!(container = %name, bytes, lines, "job output over the log caps: middle dropped");
+        }
+        Ok(out.finish())
     }
 
     async fn finalize_inner(&self, job: &JobDefinition, how: Finalize) -> Result<JobResults> {
@@ -627,9 +688,13 @@ impl DockerExecutor {
             let job2 = job.clone();
             let job_dir = self.config.job_dir(job);
             let collected = Self::blocking(job, move || {
-                let collected = outputs::collect(&job_dir, &job2.output_spec)?;
+                let job_tree = config
+                    .own_tree(&config.volumes_dir)
+                    .and_then(|v| v.subtree(Path::new(&job2.id), false))
+                    .map_err(ExecutorError::io("opening job directory", &job_dir))?;
+                let collected = outputs::collect(&job2, &job_tree, &job2.output_spec)?;
                 let outs = collected.outputs.clone();
-                let persisted = outputs::persist(&config, &job2, &job_dir, &outs)?;
+                let persisted = outputs::persist(&config, &job2, &job_tree, &outs)?;
                 Ok((collected, persisted))
             })
             .await?;
@@ -694,6 +759,11 @@ impl DockerExecutor {
                 "\n  No outputs found matching patterns:\n - {}",
                 results.unmatched_patterns.join("\n   - ")
             ))
+        } else if let Some(limit) = self.pids_limit_reached(job) {
+            Some(format!(
+                "Job reached its limit of {limit} processes and threads, so starting more failed; \
+                 use fewer processes or threads, or raise the job's process limit"
+            ))
         } else if exit_code == Some(EXIT_KILLED) && results.oom_killed {
             Some(format!(
                 "Job ran out of memory (limit was {:.2}GB)",
@@ -726,6 +796,16 @@ impl DockerExecutor {
         tracing::info!(job = %job.id, action = %job.action, message = ?results.status_message, "job finalized");
         Ok(results)
     }
+}
+
+/// 1-128 characters of `A-Z a-z 0-9 _ . -`, not starting with `.` or `-`.
+fn valid_job_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with(['.', '-'])
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn parse_numeric_user(user: &str) -> Option<(u32, u32)> {
@@ -784,20 +864,14 @@ impl Executor for DockerExecutor {
 
     async fn wait(&self, job: &JobDefinition) -> Result<JobStatus> {
         self.validate(job)?;
-        let mut waited = false;
-        loop {
-            let status = self.status_inner(job).await?;
-            if status.state != ExecutorState::Executing {
-                return Ok(status);
-            }
-            if waited {
-                // Docker may answer the wait a moment before inspect shows the
-                // exit: look again shortly rather than waiting again at once.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            self.wait_not_running(&job.container_name()).await?;
-            waited = true;
-        }
+        let watcher = tokio::spawn(watch_pids(
+            self.docker.clone(),
+            self.config.clone(),
+            job.clone(),
+        ));
+        let result = self.wait_inner(job).await;
+        watcher.abort();
+        result
     }
 
     async fn finalize(&self, job: &JobDefinition, how: Finalize) -> Result<JobResults> {
@@ -834,12 +908,70 @@ impl Executor for DockerExecutor {
             Err(e) if is_status(&e, 404) => {}
             Err(e) => tracing::warn!(container = %name, error = %e, "could not remove container"),
         }
-        let job_dir = self.config.job_dir(job);
-        let problems = tokio::task::spawn_blocking(move || fsops::remove_tree(&job_dir))
+        let config = self.config.clone();
+        let id = job.id.clone();
+        let problems =
+            tokio::task::spawn_blocking(move || match config.own_tree(&config.volumes_dir) {
+                Ok(volumes) => fsops::remove_tree_in(&volumes, Path::new(&id)),
+                Err(e) => vec![format!("opening {}: {e}", config.volumes_dir.display())],
+            })
             .await
             .unwrap_or_else(|e| vec![e.to_string()]);
         if !problems.is_empty() {
             tracing::warn!(job = %job.id, problems = %problems.join("; "), "could not remove job directory");
+        }
+    }
+
+    async fn leftover_jobs(&self) -> Result<Vec<String>> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label", vec!["warden.job_id"])]))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(docker_err("list containers", "warden.job_id"))?;
+        let mut ids: Vec<String> = containers
+            .into_iter()
+            .filter_map(|c| c.labels?.get("warden.job_id").cloned())
+            .collect();
+        if let Ok(dir) = std::fs::read_dir(&self.config.volumes_dir) {
+            ids.extend(
+                dir.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|name| valid_job_id(name)),
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn reap(&self, job_id: &str) {
+        if !valid_job_id(job_id) {
+            return;
+        }
+        let name = format!("os-job-{job_id}");
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(&name, Some(options)).await {
+            Ok(()) => tracing::info!(container = %name, "removed a leftover container"),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => {
+                tracing::warn!(container = %name, error = %e, "could not remove a leftover container")
+            }
+        }
+        let config = self.config.clone();
+        let id = job_id.to_string();
+        let problems =
+            tokio::task::spawn_blocking(move || match config.own_tree(&config.volumes_dir) {
+                Ok(volumes) => fsops::remove_tree_in(&volumes, Path::new(&id)),
+                Err(e) => vec![format!("opening {}: {e}", config.volumes_dir.display())],
+            })
+            .await
+            .unwrap_or_else(|e| vec![e.to_string()]);
+        if !problems.is_empty() {
+            tracing::warn!(job = %job_id, problems = %problems.join("; "), "could not remove a leftover job directory");
         }
     }
 
@@ -876,6 +1008,34 @@ impl Executor for DockerExecutor {
         })
         .flatten()
         .boxed()
+    }
+}
+
+/// Watch the container's process count (Docker's stats, about once a
+/// second) and leave [`PIDS_LIMIT_MARKER`] in the job's log directory when it
+/// reaches the limit: after the exit, nothing else tells that fork failed.
+async fn watch_pids(docker: Docker, config: ExecutorConfig, job: JobDefinition) {
+    let options = StatsOptionsBuilder::default().stream(true).build();
+    let mut stats = docker.stats(&job.container_name(), Some(options));
+    while let Some(Ok(sample)) = stats.next().await {
+        let Some(pids) = sample.pids_stats else {
+            continue;
+        };
+        let limit = pids.limit.filter(|l| *l > 0).unwrap_or(job.pids_limit);
+        if pids.current.is_some_and(|c| c >= limit) {
+            let rel = record::job_log_rel(&job).join(PIDS_LIMIT_MARKER);
+            let written = tokio::task::spawn_blocking(move || {
+                config
+                    .own_tree(&config.log_dir)
+                    .and_then(|t| t.write_atomic(&rel, limit.to_string().as_bytes()))
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!(job = %job.id, "could not record that the job reached its process limit");
+            }
+            tracing::info!(job = %job.id, limit, "job reached its process limit");
+            return;
+        }
     }
 }
 

@@ -119,6 +119,49 @@ pub enum ExecutorError {
         source: std::io::Error,
     },
 
+    /// A write (or read) would have gone through a symbolic link: a path
+    /// component in a study, job or store is a link (or a file) where a
+    /// directory was needed. Writes never follow links.
+    #[error(
+        "refusing to write {path}: {component} is {what} where a directory was needed, and warden \
+         never writes through a link; replace it with a real directory (or remove it) and run again"
+    )]
+    LinkInPath {
+        /// What was being written (or read).
+        path: PathBuf,
+        /// The offending component, relative to the tree written into.
+        component: PathBuf,
+        /// What the component is (`a symbolic link`, `a file`, …).
+        what: &'static str,
+    },
+
+    /// A job's working directory could not be walked within the limits. The
+    /// message names no file: the names are the job's.
+    #[error("cannot collect the outputs of job {job_id}: its working directory {reason}")]
+    JobTree {
+        /// Job id.
+        job_id: String,
+        /// What went wrong, without names.
+        reason: String,
+    },
+
+    /// Files matching the job's output patterns have names that are not
+    /// valid UTF-8, so they cannot be recorded exactly (and two of them could
+    /// collapse into one name). The message gives their number only; the
+    /// escaped names are in `names`, for a person on the same machine.
+    #[error(
+        "job {job_id} produced {count} output file(s) whose names are not valid UTF-8, so they \
+         cannot be recorded exactly; rename them (e.g. to ASCII names) in the action"
+    )]
+    UnusableOutputNames {
+        /// Job id.
+        job_id: String,
+        /// How many.
+        count: usize,
+        /// The names, escaped (never the raw bytes): not in the message.
+        names: Vec<String>,
+    },
+
     /// A JSON file we own (metadata, manifest) could not be read or written.
     #[error("{operation} {path}: {source}")]
     Json {
@@ -164,6 +207,9 @@ impl ExecutorError {
             | ExecutorError::CodeDirMissing { .. }
             | ExecutorError::InvalidJob { .. }
             | ExecutorError::InvalidState { .. }
+            | ExecutorError::LinkInPath { .. }
+            | ExecutorError::JobTree { .. }
+            | ExecutorError::UnusableOutputNames { .. }
             | ExecutorError::Json { .. } => false,
         }
     }
@@ -173,10 +219,17 @@ impl ExecutorError {
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| ExecutorError::Io {
-            operation,
-            path,
-            source,
+        move |source| match crate::beneath::link_refused(&source) {
+            Some(refused) => ExecutorError::LinkInPath {
+                path,
+                component: refused.component.clone(),
+                what: refused.what,
+            },
+            None => ExecutorError::Io {
+                operation,
+                path,
+                source,
+            },
         }
     }
 }

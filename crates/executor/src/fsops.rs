@@ -2,18 +2,19 @@
 //! out atomically, removing trees. All of it is blocking; callers run it on
 //! tokio's blocking pool.
 
-use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
-use sha2::{Digest, Sha256};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
+use crate::beneath::{DirCache, Tree};
 use crate::error::{ExecutorError, Result};
 use crate::glob::Glob;
-use crate::util::temp_path_for;
 
 /// What a directory entry is, without following symlinks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,45 +79,133 @@ impl Kind {
 /// One entry found by [`walk`].
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
-    /// Relative path with `/` (lossy for non-UTF-8 names).
+    /// Relative path with `/` (lossy for non-UTF-8 names: see `utf8`).
     pub rel: String,
-    /// Relative path as on disk.
+    /// Relative path as on disk, byte for byte.
     pub path: PathBuf,
+    /// Whether every component of the path is valid UTF-8 (so `rel` is exact).
+    pub utf8: bool,
     pub kind: Kind,
     /// Modification time, ns since the epoch (may be negative).
     pub mtime_ns: i128,
 }
 
-/// Every entry under `root` (not `root` itself), never following symlinks.
-pub(crate) fn walk(root: &Path) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
-    while let Some(rel_dir) = stack.pop() {
-        let dir = root.join(&rel_dir);
-        let rd = fs::read_dir(&dir).map_err(ExecutorError::io("reading directory", &dir))?;
-        for item in rd {
-            let item = item.map_err(ExecutorError::io("reading directory", &dir))?;
-            let meta = match item.metadata() {
-                Ok(m) => m,
-                // vanished meanwhile
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(ExecutorError::io("inspecting", item.path())(e)),
-            };
-            let kind = Kind::of(meta.file_type());
-            let path = rel_dir.join(item.file_name());
-            let rel = path_to_rel(&path);
-            let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-            if kind == Kind::Dir {
-                stack.push(path.clone());
-            }
-            out.push(Entry {
-                rel,
-                path,
-                kind,
-                mtime_ns,
-            });
+/// Deepest directory nesting a job's working directory may have (below its
+/// root). Real studies nest a handful of levels; a tree deeper than this is
+/// refused with a message that names no file.
+pub(crate) const MAX_WALK_DEPTH: usize = 128;
+/// Most entries a job's working directory may hold.
+pub(crate) const MAX_WALK_ENTRIES: usize = 1_000_000;
+
+/// Why a walk stopped. Never names an entry: the names are the job's.
+#[derive(Debug)]
+pub(crate) enum WalkError {
+    /// Directories nested deeper than the limit.
+    TooDeep(usize),
+    /// More entries than the limit.
+    TooMany(usize),
+    /// The OS refused to read or inspect an entry.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WalkError::TooDeep(n) => write!(f, "directories are nested more than {n} levels deep"),
+            WalkError::TooMany(n) => write!(f, "it holds more than {n} files and directories"),
+            // the bare OS error (its kind), without the path
+            WalkError::Io(e) => write!(f, "an entry could not be read ({})", e.kind()),
         }
     }
+}
+
+fn mtime_ns(st: &rustix::fs::Stat) -> i128 {
+    st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128
+}
+
+fn kind_of_mode(mode: u32) -> Kind {
+    use rustix::fs::FileType as F;
+    match F::from_raw_mode(mode) {
+        F::RegularFile => Kind::File,
+        F::Directory => Kind::Dir,
+        F::Symlink => Kind::Symlink,
+        F::Fifo => Kind::Fifo,
+        F::Socket => Kind::Socket,
+        F::BlockDevice => Kind::BlockDevice,
+        F::CharacterDevice => Kind::CharDevice,
+        _ => Kind::Other,
+    }
+}
+
+/// Visit every entry under `tree` (not its root), never following symlinks,
+/// without recursion, through directory handles (so no path is ever longer
+/// than one name: a tree deeper than `PATH_MAX` is no problem), within
+/// `max_depth` and `max_entries`. `visit` gets the handle of the entry's
+/// directory, its name and the entry.
+pub(crate) fn walk_with(
+    tree: &Tree,
+    max_depth: usize,
+    max_entries: usize,
+    mut visit: impl FnMut(BorrowedFd<'_>, &OsStr, &Entry) -> io::Result<()>,
+) -> std::result::Result<(), WalkError> {
+    let mut stack: Vec<(PathBuf, usize)> = vec![(PathBuf::new(), 0)];
+    let mut seen = 0usize;
+    while let Some((rel_dir, depth)) = stack.pop() {
+        let dir = if rel_dir.as_os_str().is_empty() {
+            tree.clone()
+        } else {
+            match tree.subtree(&rel_dir, false) {
+                Ok(d) => d,
+                // vanished meanwhile
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(WalkError::Io(e)),
+            }
+        };
+        let mut items =
+            rustix::fs::Dir::read_from(dir.fd()).map_err(|e| WalkError::Io(e.into()))?;
+        while let Some(item) = items.read() {
+            let item = item.map_err(|e| WalkError::Io(e.into()))?;
+            let name = OsStr::from_bytes(item.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            seen += 1;
+            if seen > max_entries {
+                return Err(WalkError::TooMany(max_entries));
+            }
+            let st = match rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) if e == rustix::io::Errno::NOENT => continue,
+                Err(e) => return Err(WalkError::Io(e.into())),
+            };
+            let kind = kind_of_mode(st.st_mode);
+            let path = rel_dir.join(name);
+            let entry = Entry {
+                rel: path_to_rel(&path),
+                utf8: path.to_str().is_some(),
+                path,
+                kind,
+                mtime_ns: mtime_ns(&st),
+            };
+            visit(dir.fd(), name, &entry).map_err(WalkError::Io)?;
+            if kind == Kind::Dir {
+                if depth + 1 >= max_depth {
+                    return Err(WalkError::TooDeep(max_depth));
+                }
+                stack.push((entry.path, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every entry under `tree` (see [`walk_with`]).
+pub(crate) fn walk(tree: &Tree) -> std::result::Result<Vec<Entry>, WalkError> {
+    let mut out = Vec::new();
+    walk_with(tree, MAX_WALK_DEPTH, MAX_WALK_ENTRIES, |_, _, e| {
+        out.push(e.clone());
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -139,18 +228,19 @@ pub(crate) struct CodeCopy {
     pub skipped_special: Vec<String>,
 }
 
-/// Copy the code tree `src` into `dst` (which exists): regular files are
-/// copied, symlinks recreated as symlinks (never followed), directories
-/// recursed; `.git` (anywhere), the top-level `metadata`, entries matching an
+/// Copy the code tree `src` into `dst`: regular files are copied (with their
+/// permissions), symlinks recreated as symlinks (never followed), directories
+/// walked; `.git` (anywhere), the top-level `metadata`, entries matching an
 /// `exclude` glob and the directories in `skip_dirs` are left out; special
-/// files are skipped and reported.
+/// files are skipped and reported. Every write goes through `dst`'s handle.
 pub(crate) fn copy_code_tree(
     src: &Path,
-    dst: &Path,
+    dst: &Tree,
     exclude: &[Glob],
     skip_dirs: &[PathBuf],
 ) -> Result<CodeCopy> {
     let mut stats = CodeCopy::default();
+    let mut out = DirCache::new(dst.clone());
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
         let dir = src.join(&rel_dir);
@@ -170,7 +260,7 @@ pub(crate) fn copy_code_tree(
                 continue;
             }
             let from = item.path();
-            let to = dst.join(&rel_path);
+            let to = dst.path().join(&rel_path);
             let ft = item
                 .file_type()
                 .map_err(ExecutorError::io("inspecting", &from))?;
@@ -179,17 +269,25 @@ pub(crate) fn copy_code_tree(
                     if skip_dirs.iter().any(|d| d == &from) {
                         continue;
                     }
-                    fs::create_dir(&to).map_err(ExecutorError::io("creating directory", &to))?;
+                    dst.subtree(&rel_path, true)
+                        .map_err(ExecutorError::io("creating directory", &to))?;
                     stack.push(rel_path);
                 }
                 Kind::File => {
-                    fs::copy(&from, &to).map_err(ExecutorError::io("copying code file", &from))?;
+                    let mut input = open_regular(&from)
+                        .map_err(ExecutorError::io("copying code file", &from))?;
+                    let mode = input
+                        .metadata()
+                        .map_err(ExecutorError::io("inspecting", &from))?
+                        .mode();
+                    out.write_from_mode(&mut input, &rel_path, Some(mode & 0o7777))
+                        .map_err(ExecutorError::io("copying code file to", &to))?;
                     stats.files += 1;
                 }
                 Kind::Symlink => {
                     let target =
                         fs::read_link(&from).map_err(ExecutorError::io("reading link", &from))?;
-                    std::os::unix::fs::symlink(&target, &to)
+                    dst.symlink(&target, &rel_path)
                         .map_err(ExecutorError::io("creating link", &to))?;
                     stats.symlinks += 1;
                 }
@@ -204,7 +302,9 @@ pub(crate) fn copy_code_tree(
 }
 
 /// Open `path` for reading only if it is a regular file, without following a
-/// final symlink and without blocking on a fifo.
+/// final symlink and without blocking on a fifo. For a path the caller
+/// trusts up to its last component (the code directory); files in a job or a
+/// store are opened with [`Tree::open_file`].
 pub(crate) fn open_regular(path: &Path) -> io::Result<fs::File> {
     let fd = rustix::fs::open(
         path,
@@ -223,69 +323,46 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<fs::File> {
     Ok(file)
 }
 
-/// Copies files into a destination tree atomically, remembering which
-/// directories exist so 10,000 files don't cost 10,000 `mkdir -p`.
-#[derive(Default)]
+/// Copies regular files from one tree into another atomically, never
+/// following a link on either side.
 pub(crate) struct AtomicCopier {
-    made_dirs: HashSet<PathBuf>,
+    out: DirCache,
 }
 
 impl AtomicCopier {
-    fn ensure_parent(&mut self, dest: &Path) -> io::Result<()> {
-        if let Some(parent) = dest.parent()
-            && !self.made_dirs.contains(parent)
-        {
-            fs::create_dir_all(parent)?;
-            self.made_dirs.insert(parent.to_path_buf());
+    /// A copier writing beneath `dest`.
+    pub(crate) fn new(dest: Tree) -> AtomicCopier {
+        AtomicCopier {
+            out: DirCache::new(dest),
         }
-        Ok(())
     }
 
-    /// Copy the regular file `src` to `dest` through a temporary file in
-    /// `dest`'s directory and a rename; returns the size and SHA-256 of what
-    /// was copied. `src` must be a regular file (a symlink or special file is
-    /// refused). A half-written file is never visible at `dest`.
-    pub(crate) fn copy(&mut self, src: &Path, dest: &Path) -> io::Result<(u64, [u8; 32])> {
-        let mut input = open_regular(src)?;
-        self.write_from(&mut input, dest)
+    /// Copy the regular file `rel` of `src` to `dest_rel` beneath the
+    /// destination through a temporary file and a rename; returns the size
+    /// and SHA-256 of what was copied. A link or special file (anywhere in
+    /// `rel`) is refused. A half-written file is never visible.
+    pub(crate) fn copy(
+        &mut self,
+        src: &Tree,
+        rel: &Path,
+        dest_rel: &Path,
+    ) -> io::Result<(u64, [u8; 32])> {
+        let mut input = src.open_file(rel)?;
+        self.out.write_from(&mut input, dest_rel)
     }
 
-    /// Write everything from `input` to `dest` atomically; returns size and SHA-256.
+    /// Write everything from `input` to `dest_rel` atomically.
     pub(crate) fn write_from(
         &mut self,
-        input: &mut dyn Read,
-        dest: &Path,
+        input: &mut dyn io::Read,
+        dest_rel: &Path,
     ) -> io::Result<(u64, [u8; 32])> {
-        self.ensure_parent(dest)?;
-        let tmp = temp_path_for(dest);
-        let result = (|| {
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 128 * 1024];
-            let mut size = 0u64;
-            loop {
-                let n = match input.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-                size += n as u64;
-            }
-            out.flush()?;
-            drop(out);
-            fs::rename(&tmp, dest)?;
-            Ok((size, hasher.finalize().into()))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        self.out.write_from(input, dest_rel)
+    }
+
+    /// The destination tree.
+    pub(crate) fn dest(&self) -> &Tree {
+        self.out.tree()
     }
 }
 
@@ -300,61 +377,143 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Remove a file (or link) if it exists, not following symlinks. A directory
-/// in its place is left alone: stores are never emptied recursively here.
-pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            tracing::warn!(path = %path.display(), "a directory stands where a file was expected; left alone");
-            Ok(())
+/// Remove the tree `name` in `parent`, never following symlinks and without
+/// recursion (a tree deeper than `PATH_MAX` goes too); if something refuses
+/// (a job left read-only directories), make directories writable and go on.
+/// Returns the problems met, empty if all went. Problems name no entry
+/// below `name`.
+pub(crate) fn remove_tree_in(parent: &Tree, name: &Path) -> Vec<String> {
+    let shown = parent.path().join(name);
+    match rustix::fs::statat(parent.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(e) if e == rustix::io::Errno::NOENT => return Vec::new(),
+        Err(e) => return vec![format!("inspecting {}: {e}", shown.display())],
+        Ok(st) if kind_of_mode(st.st_mode) != Kind::Dir => {
+            return match rustix::fs::unlinkat(parent.fd(), name, AtFlags::empty()) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![format!("removing {}: {e}", shown.display())],
+            };
         }
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Remove the tree at `path`, never following symlinks; if something refuses
-/// (a job left read-only directories), make directories writable and try
-/// again. Returns the problems met, empty if all went.
-pub(crate) fn remove_tree(path: &Path) -> Vec<String> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => return vec![format!("inspecting {}: {e}", path.display())],
         Ok(_) => {}
     }
-    if fs::remove_dir_all(path).is_ok() {
-        return Vec::new();
-    }
-    // Second attempt: open up permissions, then remove what we can, one by one.
-    if let Ok(entries) = walk(path) {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
-        for e in entries.iter().filter(|e| e.kind == Kind::Dir) {
-            let _ = fs::set_permissions(path.join(&e.path), fs::Permissions::from_mode(0o700));
+    // Depth-first, post-order: a directory is removed once it is empty.
+    // Each directory is reopened from `parent` by its components (no link
+    // followed), so only one handle per level is open at a time.
+    let mut stack: Vec<(PathBuf, bool)> = vec![(name.to_path_buf(), false)];
+    let mut problems = Vec::new();
+    while let Some((rel, emptied)) = stack.pop() {
+        let (dir_rel, base) = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(b)) => (p.to_path_buf(), b.to_os_string()),
+            _ => continue,
+        };
+        let holder = if dir_rel.as_os_str().is_empty() {
+            Ok(parent.clone())
+        } else {
+            parent.subtree(&dir_rel, false)
+        };
+        let holder = match holder {
+            Ok(h) => h,
+            Err(e) => {
+                problems.push(format!(
+                    "opening a directory under {}: {e}",
+                    shown.display()
+                ));
+                continue;
+            }
+        };
+        if emptied {
+            if let Err(e) = rustix::fs::unlinkat(holder.fd(), &base, AtFlags::REMOVEDIR)
+                && e != rustix::io::Errno::NOENT
+            {
+                problems.push(format!(
+                    "removing a directory under {}: {e}",
+                    shown.display()
+                ));
+            }
+            continue;
+        }
+        let mut opened = holder.subtree(Path::new(&base), false);
+        if matches!(&opened, Err(e) if e.kind() == io::ErrorKind::PermissionDenied) {
+            // a job left it unreadable: open it up (it was a directory, not a
+            // link, when listed; chmodat cannot refuse links on every kernel)
+            let _ = rustix::fs::chmodat(
+                holder.fd(),
+                &base,
+                Mode::from_raw_mode(0o700),
+                AtFlags::empty(),
+            );
+            opened = holder.subtree(Path::new(&base), false);
+        }
+        if let Ok(dir) = &opened {
+            // writable, so its entries can be removed
+            let _ = rustix::fs::fchmod(dir.fd(), Mode::from_raw_mode(0o700));
+        }
+        let dir = match opened {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!(
+                    "opening a directory under {}: {e}",
+                    shown.display()
+                ));
+                continue;
+            }
+        };
+        stack.push((rel.clone(), true));
+        let mut items = match rustix::fs::Dir::read_from(dir.fd()) {
+            Ok(items) => items,
+            Err(e) => {
+                problems.push(format!(
+                    "reading a directory under {}: {e}",
+                    shown.display()
+                ));
+                continue;
+            }
+        };
+        while let Some(Ok(item)) = items.read() {
+            let child = OsStr::from_bytes(item.file_name().to_bytes());
+            if child == "." || child == ".." {
+                continue;
+            }
+            let is_dir = match item.file_type() {
+                rustix::fs::FileType::Directory => true,
+                rustix::fs::FileType::Unknown => {
+                    rustix::fs::statat(dir.fd(), child, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| kind_of_mode(st.st_mode) == Kind::Dir)
+                }
+                _ => false,
+            };
+            if is_dir {
+                stack.push((rel.join(child), false));
+            } else if let Err(e) = rustix::fs::unlinkat(dir.fd(), child, AtFlags::empty())
+                && e != rustix::io::Errno::NOENT
+            {
+                problems.push(format!("removing a file under {}: {e}", shown.display()));
+            }
         }
     }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![format!("removing {}: {e}", path.display())],
-    }
+    problems
 }
 
-/// Change the owner of everything under and including `root` (not following links).
-pub(crate) fn chown_tree(root: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::lchown(root, Some(uid), Some(gid))
-        .map_err(ExecutorError::io("changing owner of", root))?;
-    for entry in walk(root)? {
-        let p = root.join(&entry.path);
-        std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
-            .map_err(ExecutorError::io("changing owner of", &p))?;
-    }
-    Ok(())
+/// Change the owner of everything under and including `tree` (not following links).
+pub(crate) fn chown_tree(tree: &Tree, uid: u32, gid: u32) -> Result<()> {
+    let owner = (
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    );
+    rustix::fs::fchown(tree.fd(), owner.0, owner.1)
+        .map_err(|e| ExecutorError::io("changing owner of", tree.path())(e.into()))?;
+    walk_with(tree, MAX_WALK_DEPTH, MAX_WALK_ENTRIES, |dir, name, _| {
+        rustix::fs::chownat(dir, name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io::Error::from)
+    })
+    .map_err(|e| {
+        ExecutorError::io("changing owner of", tree.path())(io::Error::other(e.to_string()))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tempdir() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -383,10 +542,20 @@ mod tests {
         fs::write(src.join(".git/HEAD"), "x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", src.join("passwd-link")).unwrap();
         std::os::unix::fs::symlink("analysis", src.join("dir-link")).unwrap();
-        fs::create_dir_all(&dst).unwrap();
+        fs::write(src.join("run.sh"), "echo hi").unwrap();
+        fs::set_permissions(src.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let tree = Tree::create(&dst).unwrap();
 
-        let stats = copy_code_tree(&src, &dst, &[Glob::new("output/*.csv")], &[]).unwrap();
-        assert_eq!(stats.files, 4);
+        let stats = copy_code_tree(&src, &tree, &[Glob::new("output/*.csv")], &[]).unwrap();
+        assert_eq!(
+            fs::metadata(dst.join("run.sh"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+        assert_eq!(stats.files, 5);
         assert_eq!(stats.symlinks, 2);
         assert!(dst.join("analysis/a.py").is_file());
         assert!(dst.join("output/keep.txt").is_file());
@@ -412,9 +581,10 @@ mod tests {
         let root = tempdir();
         fs::write(root.join("a.txt"), "hello").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("link.txt")).unwrap();
-        let mut copier = AtomicCopier::default();
+        let src = Tree::open(&root).unwrap();
+        let mut copier = AtomicCopier::new(Tree::create(&root.join("out")).unwrap());
         let (size, hash) = copier
-            .copy(&root.join("a.txt"), &root.join("out/deep/a.txt"))
+            .copy(&src, Path::new("a.txt"), Path::new("deep/a.txt"))
             .unwrap();
         assert_eq!(size, 5);
         assert_eq!(
@@ -423,7 +593,7 @@ mod tests {
         );
         assert!(
             copier
-                .copy(&root.join("link.txt"), &root.join("out/link.txt"))
+                .copy(&src, Path::new("link.txt"), Path::new("link.txt"))
                 .is_err()
         );
         assert!(!root.join("out/link.txt").exists());
@@ -438,14 +608,15 @@ mod tests {
 
     #[test]
     fn remove_tree_copes_with_read_only_dirs() {
-        use std::os::unix::fs::PermissionsExt;
         let root = tempdir();
         fs::create_dir_all(root.join("ro/inner")).unwrap();
         fs::write(root.join("ro/inner/f"), "x").unwrap();
         fs::set_permissions(root.join("ro/inner"), fs::Permissions::from_mode(0o500)).unwrap();
         fs::set_permissions(root.join("ro"), fs::Permissions::from_mode(0o500)).unwrap();
-        assert!(remove_tree(&root).is_empty());
+        let parent = Tree::open(root.parent().unwrap()).unwrap();
+        let name = Path::new(root.file_name().unwrap());
+        assert!(remove_tree_in(&parent, name).is_empty());
         assert!(!root.exists());
-        assert!(remove_tree(&root).is_empty());
+        assert!(remove_tree_in(&parent, name).is_empty());
     }
 }

@@ -11,7 +11,7 @@
 //!    from the high-privacy workspace, and write the `.opensafely-timestamp`
 //!    marker **last**.
 //! 2. **execute** — start the container `os-job-<job id>` from a local image
-//!    (never pulled), with no network, CPU and memory limits, all capabilities
+//!    (never pulled), with no network, CPU, memory and process limits, all capabilities
 //!    dropped, `no-new-privileges`, the caller's `uid:gid`, `HOME=/tmp`, and the
 //!    working directory bind-mounted at `/workspace`. It runs detached.
 //! 3. **finalize** — once the container has exited: match the declared output
@@ -50,14 +50,21 @@
 //! [`DockerExecutor`] talks to the Docker Engine API (through `bollard`); the
 //! trait admits other engines.
 //!
+//! Every write into a study, a working directory or a store goes through
+//! [`beneath`], which never follows a symbolic link in any path component.
+//! Job logs keep the head and tail of a container's output within the caps
+//! of [`logcap`].
+//!
 //! Results with file names ([`JobResults`]) stay on the backend;
 //! [`JobResults::redacted`] gives the form that may be sent off it.
 
+pub mod beneath;
 mod docker;
 mod error;
 mod fsops;
 pub mod glob;
 pub mod level4;
+pub mod logcap;
 mod outputs;
 mod record;
 mod types;
@@ -73,9 +80,9 @@ pub use record::{
 };
 pub use types::{
     DEFAULT_CPU_COUNT, DEFAULT_LEVEL4_FILE_TYPES, DEFAULT_LEVEL4_MAX_CSV_ROWS,
-    DEFAULT_LEVEL4_MAX_FILESIZE, DEFAULT_MEMORY_LIMIT, ExecutorConfig, ExecutorState, Finalize,
-    JobDefinition, JobResults, JobStatus, Level4Limits, LogLine, LogStream, Outcome, PrivacyLevel,
-    RedactedResults, TIMESTAMP_FILE,
+    DEFAULT_LEVEL4_MAX_FILESIZE, DEFAULT_MEMORY_LIMIT, DEFAULT_PIDS_LIMIT, ExecutorConfig,
+    ExecutorState, Finalize, JobDefinition, JobResults, JobStatus, Level4Limits, LogLine,
+    LogStream, Outcome, PrivacyLevel, RedactedResults, TIMESTAMP_FILE,
 };
 
 /// Runs jobs. Implementations must be idempotent in every method and derive
@@ -124,6 +131,20 @@ pub trait Executor: Send + Sync {
     async fn image_available(&self, image: &str) -> Result<bool> {
         let _ = image;
         Ok(true)
+    }
+
+    /// Ids of the jobs this engine holds something of (a container labelled
+    /// with the job, or a working directory), whatever their state: after a
+    /// crash (`kill -9`) of the process that drove them, the caller reaps
+    /// those its records say are no longer running with [`Executor::reap`].
+    async fn leftover_jobs(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Remove the container (killed if running) and working directory of
+    /// job `job_id`, knowing only its id. Never fails: problems are logged.
+    async fn reap(&self, job_id: &str) {
+        let _ = job_id;
     }
 
     /// The job's output lines: from the container while it exists (following

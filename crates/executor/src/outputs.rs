@@ -4,17 +4,20 @@
 //! container has stopped.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::beneath::{Tree, link_refused};
 use crate::error::{ExecutorError, Result};
-use crate::fsops::{AtomicCopier, Entry, Kind, hex, open_regular, remove_if_exists, walk};
+use crate::fsops::{AtomicCopier, Entry, Kind, hex, walk};
 use crate::glob::Glob;
 use crate::level4::check_file;
 use crate::types::{ExecutorConfig, JobDefinition, PrivacyLevel, TIMESTAMP_FILE};
-use crate::util::{now_secs, write_atomic};
+use crate::util::now_secs;
+
+/// Largest `metadata/manifest.json` read (10,000 outputs take about 5 MB).
+const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
 
 /// What the job left in its working directory, matched against its output spec.
 #[derive(Debug, Default, Clone)]
@@ -38,16 +41,42 @@ fn restrictiveness(level: PrivacyLevel) -> u8 {
     }
 }
 
-/// Match `spec` against the files under `job_dir`.
-pub(crate) fn collect(job_dir: &Path, spec: &BTreeMap<String, PrivacyLevel>) -> Result<Collected> {
-    let entries = walk(job_dir)?;
+/// Match `spec` against the files under the job's working directory `job_dir`.
+///
+/// A file whose path is not valid UTF-8 and that a pattern would match (on
+/// its lossy form) fails the job ([`ExecutorError::UnusableOutputNames`]):
+/// recorded lossily it could collapse onto another output's name and one of
+/// them would be silently lost.
+pub(crate) fn collect(
+    job: &JobDefinition,
+    job_dir: &Tree,
+    spec: &BTreeMap<String, PrivacyLevel>,
+) -> Result<Collected> {
+    let entries = walk(job_dir).map_err(|e| ExecutorError::JobTree {
+        job_id: job.id.clone(),
+        reason: e.to_string(),
+    })?;
     let globs: Vec<(Glob, PrivacyLevel)> = spec.iter().map(|(p, l)| (Glob::new(p), *l)).collect();
-    let marker_mtime = fs::symlink_metadata(job_dir.join(TIMESTAMP_FILE))
-        .ok()
-        .map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+    let marker_mtime = rustix::fs::statat(
+        job_dir.fd(),
+        TIMESTAMP_FILE,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .ok()
+    .map(|st| st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128);
+    let unusable: Vec<String> = entries
+        .iter()
+        .filter(|e| !e.utf8 && e.kind == Kind::File)
+        .filter(|e| globs.iter().any(|(g, _)| g.matches(&e.rel)))
+        .map(|e| format!("{:?}", e.path))
+        .collect();
+    if !unusable.is_empty() {
+        return Err(ExecutorError::UnusableOutputNames {
+            job_id: job.id.clone(),
+            count: unusable.len(),
+            names: unusable,
         });
+    }
 
     let mut collected = Collected::default();
     let mut pattern_hit = vec![false; globs.len()];
@@ -56,6 +85,7 @@ pub(crate) fn collect(job_dir: &Path, spec: &BTreeMap<String, PrivacyLevel>) -> 
         path,
         kind,
         mtime_ns,
+        ..
     } in entries
     {
         if rel == TIMESTAMP_FILE {
@@ -131,9 +161,17 @@ const MAX_FILING_THREADS: usize = 4;
 pub(crate) fn persist(
     config: &ExecutorConfig,
     job: &JobDefinition,
-    job_dir: &Path,
+    job_dir: &Tree,
     outputs: &BTreeMap<String, (PrivacyLevel, PathBuf)>,
 ) -> Result<Persisted> {
+    let high_path = config.high_privacy_workspace(&job.workspace);
+    let high = config
+        .high_tree(&job.workspace)
+        .map_err(ExecutorError::io("opening workspace", &high_path))?;
+    let medium = config
+        .medium_tree(&job.workspace)
+        .map_err(ExecutorError::io("opening workspace", &high_path))?;
+    let (high, medium) = (&high, &medium);
     let items: Vec<(&String, &(PrivacyLevel, PathBuf))> = outputs.iter().collect();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -147,8 +185,8 @@ pub(crate) fn persist(
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
-                    let mut high_copier = AtomicCopier::default();
-                    let mut medium_copier = AtomicCopier::default();
+                    let mut high_copier = AtomicCopier::new(high.clone());
+                    let mut medium_copier = medium.clone().map(AtomicCopier::new);
                     part.iter()
                         .map(|(rel, (level, disk_rel))| {
                             let filed = file_one(
@@ -159,7 +197,7 @@ pub(crate) fn persist(
                                 *level,
                                 disk_rel,
                                 &mut high_copier,
-                                &mut medium_copier,
+                                medium_copier.as_mut(),
                             )?;
                             Ok(((*rel).clone(), filed))
                         })
@@ -203,50 +241,58 @@ pub(crate) fn persist(
 fn file_one(
     config: &ExecutorConfig,
     job: &JobDefinition,
-    job_dir: &Path,
+    job_dir: &Tree,
     rel: &str,
     level: PrivacyLevel,
     disk_rel: &Path,
     high_copier: &mut AtomicCopier,
-    medium_copier: &mut AtomicCopier,
+    medium_copier: Option<&mut AtomicCopier>,
 ) -> Result<Filed> {
-    let src = job_dir.join(disk_rel);
-    let dest = config.high_privacy_workspace(&job.workspace).join(disk_rel);
+    let src = job_dir.path().join(disk_rel);
+    let dest = high_copier.dest().path().join(disk_rel);
     tracing::debug!(job = %job.id, file = %rel, "extracting output file");
-    let (size, hash) = match high_copier.copy(&src, &dest) {
-        Ok(v) => v,
-        Err(e)
-            if e.kind() == std::io::ErrorKind::InvalidInput
-                || e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
-        {
-            // not a regular file any more (ELOOP: a symlink now)
+    let mut input = match job_dir.open_file(disk_rel) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput || link_refused(&e).is_some() => {
+            // not a regular file any more (a symlink now, or under one)
             return Ok(Filed::Skipped(
                 "is not a regular file: never copied".to_string(),
             ));
         }
-        Err(e) => return Err(ExecutorError::io("copying output to", &dest)(e)),
+        Err(e) => return Err(ExecutorError::io("reading output", &src)(e)),
     };
+    let (size, hash) = high_copier
+        .write_from(&mut input, disk_rel)
+        .map_err(ExecutorError::io("copying output to", &dest))?;
+    drop(input);
 
     let mut excluded = None;
     let (mut row_count, mut col_count) = (None, None);
     if level == PrivacyLevel::ModeratelySensitive {
-        let check = check_file(rel, size, &config.level4, || open_regular(&dest));
+        let high = high_copier.dest().clone();
+        let check = check_file(rel, size, &config.level4, || high.open_file(disk_rel));
         row_count = check.row_count;
         col_count = check.col_count;
-        if let Some(medium) = config.medium_privacy_workspace(&job.workspace) {
-            let medium_file = medium.join(disk_rel);
-            let note = note_path(&medium_file);
+        if let Some(medium_copier) = medium_copier {
+            let medium = medium_copier.dest().clone();
+            let medium_file = medium.path().join(disk_rel);
+            let note = note_path(disk_rel);
             match &check.explanation {
                 None => {
                     medium_copier
-                        .copy(&dest, &medium_file)
+                        .copy(&high, disk_rel, disk_rel)
                         .map_err(ExecutorError::io("copying output to", &medium_file))?;
-                    remove_if_exists(&note)
-                        .map_err(ExecutorError::io("removing old explanation", &note))?;
+                    medium.remove_file(&note).map_err(ExecutorError::io(
+                        "removing old explanation",
+                        medium.path().join(&note),
+                    ))?;
                 }
                 Some(text) => {
-                    write_atomic(&note, text.as_bytes())?;
-                    remove_if_exists(&medium_file)
+                    medium
+                        .write_atomic(&note, text.as_bytes())
+                        .map_err(ExecutorError::io("writing", medium.path().join(&note)))?;
+                    medium
+                        .remove_file(disk_rel)
                         .map_err(ExecutorError::io("removing excluded file", &medium_file))?;
                 }
             }
@@ -254,7 +300,10 @@ fn file_one(
         excluded = check.message;
     }
 
-    let mtime = fs::metadata(&dest)
+    let mtime = high_copier
+        .dest()
+        .open_file(disk_rel)
+        .and_then(|f| f.metadata())
         .ok()
         .and_then(|m| m.modified().ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -295,17 +344,22 @@ pub(crate) fn update_manifest(
     entries: &BTreeMap<String, Value>,
 ) -> Result<()> {
     let path = config.manifest_path(&job.workspace);
-    let mut manifest = match fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+    let tree = config
+        .manifest_tree(&job.workspace)
+        .map_err(ExecutorError::io("opening workspace", &path))?;
+    let rel = Path::new("metadata").join("manifest.json");
+    let mut manifest = match tree.read_limited(&rel, MAX_MANIFEST_BYTES) {
+        Ok(Some(bytes)) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) if v.get("outputs").is_some_and(Value::is_object) => v,
             _ => {
-                let aside = path.with_extension(format!("json.corrupt-{}", now_secs()));
+                let aside = rel.with_extension(format!("json.corrupt-{}", now_secs()));
                 tracing::warn!(manifest = %path.display(), moved_to = %aside.display(), "manifest is not valid JSON; starting a new one");
-                fs::rename(&path, &aside).map_err(ExecutorError::io("moving aside", &path))?;
+                tree.rename(&rel, &aside)
+                    .map_err(ExecutorError::io("moving aside", &path))?;
                 new_manifest(&job.workspace)
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => new_manifest(&job.workspace),
+        Ok(None) => new_manifest(&job.workspace),
         Err(e) => return Err(ExecutorError::io("reading manifest", &path)(e)),
     };
     let outputs = manifest
@@ -328,7 +382,8 @@ pub(crate) fn update_manifest(
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, &text)
+    tree.write_atomic(&rel, &text)
+        .map_err(ExecutorError::io("writing", &path))
 }
 
 fn new_manifest(workspace: &str) -> Value {
@@ -338,6 +393,7 @@ fn new_manifest(workspace: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn tempdir() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -377,7 +433,8 @@ mod tests {
                 PrivacyLevel::HighlySensitive,
             ),
         ]);
-        let c = collect(&dir, &spec).unwrap();
+        let job = JobDefinition::new("t", "r", "w", "a", "i", &dir);
+        let c = collect(&job, &Tree::open(&dir).unwrap(), &spec).unwrap();
         let outputs: Vec<_> = c.outputs.iter().map(|(k, v)| (k.as_str(), v.0)).collect();
         assert_eq!(
             outputs,
@@ -404,7 +461,8 @@ mod tests {
             "output/passwd.csv".to_string(),
             PrivacyLevel::HighlySensitive,
         )]);
-        let c = collect(&dir, &spec).unwrap();
+        let job = JobDefinition::new("t", "r", "w", "a", "i", &dir);
+        let c = collect(&job, &Tree::open(&dir).unwrap(), &spec).unwrap();
         assert!(c.outputs.is_empty());
         assert_eq!(c.unmatched_patterns, ["output/passwd.csv"]);
         fs::remove_dir_all(&dir).unwrap();

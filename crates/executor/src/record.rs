@@ -2,17 +2,34 @@
 //! the job finalized) and the log file with its summary trailer.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ExecutorError, Result};
 use crate::types::{ExecutorConfig, JobDefinition, JobResults};
-use crate::util::write_atomic;
+
+/// Write `contents` to `rel` beneath `tree`, as an executor error.
+fn write_beneath(tree: &crate::beneath::Tree, rel: &Path, contents: &[u8]) -> Result<()> {
+    tree.write_atomic(rel, contents)
+        .map_err(ExecutorError::io("writing", tree.path().join(rel)))
+}
+
+/// Where the job's log directory is beneath the log tree.
+pub(crate) fn job_log_rel(job: &JobDefinition) -> PathBuf {
+    PathBuf::from(crate::util::year_month(job.created_at)).join(job.container_name())
+}
+
+fn log_tree(config: &ExecutorConfig) -> Result<crate::beneath::Tree> {
+    config
+        .own_tree(&config.log_dir)
+        .map_err(ExecutorError::io("opening log directory", &config.log_dir))
+}
 
 /// Name of the metadata file in a job's log directory.
 pub const METADATA_FILE: &str = "metadata.json";
+/// Largest `metadata.json` read back (they are a few tens of KB).
+const MAX_METADATA_BYTES: u64 = 64 * 1024 * 1024;
 /// Name of the log file in a job's log directory.
 pub const LOG_FILE: &str = "logs.txt";
 /// The line that separates the container's output from the job summary in a
@@ -114,8 +131,13 @@ pub(crate) fn read_metadata(
     job: &JobDefinition,
 ) -> Result<Option<JobMetadata>> {
     let path = metadata_path(config, job);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    let read = crate::beneath::Tree::open_within(&config.high_privacy_dir, &config.log_dir)
+        .and_then(|tree| {
+            tree.read_limited(&job_log_rel(job).join(METADATA_FILE), MAX_METADATA_BYTES)
+        });
+    let bytes = match read {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ExecutorError::io("reading job metadata", &path)(e)),
     };
@@ -145,7 +167,11 @@ pub(crate) fn write_metadata(
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, &text)
+    write_beneath(
+        &log_tree(config)?,
+        &job_log_rel(job).join(METADATA_FILE),
+        &text,
+    )
 }
 
 /// Replace the values of environment variables not on the safe-list in a
@@ -264,18 +290,21 @@ pub(crate) fn write_logs(
     let mut text = container_log.to_vec();
     text.extend_from_slice(log_trailer(meta).as_bytes());
     let log_path = config.job_log_dir(job).join(LOG_FILE);
-    write_atomic(&log_path, &text)?;
+    write_beneath(&log_tree(config)?, &job_log_rel(job).join(LOG_FILE), &text)?;
     if to_workspace {
-        let name = format!("{}.log", job.action);
+        let rel = Path::new("metadata").join(format!("{}.log", job.action));
+        let high_ws = config.high_privacy_workspace(&job.workspace);
         let high = config
-            .high_privacy_workspace(&job.workspace)
-            .join("metadata")
-            .join(&name);
-        write_atomic(&high, &text)?;
-        if let Some(medium) = config.medium_privacy_workspace(&job.workspace) {
-            write_atomic(&medium.join("metadata").join(&name), &text)?;
+            .high_tree(&job.workspace)
+            .map_err(ExecutorError::io("opening workspace", &high_ws))?;
+        write_beneath(&high, &rel, &text)?;
+        if let Some(medium) = config
+            .medium_tree(&job.workspace)
+            .map_err(ExecutorError::io("opening workspace", &high_ws))?
+        {
+            write_beneath(&medium, &rel, &text)?;
         }
-        return Ok(high);
+        return Ok(high_ws.join(rel));
     }
     Ok(log_path)
 }

@@ -12,6 +12,13 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CPU_COUNT: f64 = 2.0;
 /// Default memory limit for a job: 4 GiB (Docker's `4G`).
 pub const DEFAULT_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+/// Default most processes (and threads: the kernel counts both) a job's
+/// container may have at once. Docker sets no limit, so without one a fork
+/// loop fills the host's process table. 1,024 is far above what an analysis
+/// uses (an interpreter, a worker pool per core and their threads on a
+/// 64-core backend are a few hundred) and far below a host's `pid_max`
+/// (32,768 or more), so one job can never starve the machine.
+pub const DEFAULT_PIDS_LIMIT: u64 = 1024;
 /// Default largest moderately_sensitive file: 16 MiB.
 pub const DEFAULT_LEVEL4_MAX_FILESIZE: u64 = 16 * 1024 * 1024;
 /// Default most data rows in a moderately_sensitive CSV file.
@@ -64,6 +71,10 @@ fn default_memory_limit() -> u64 {
     DEFAULT_MEMORY_LIMIT
 }
 
+fn default_pids_limit() -> u64 {
+    DEFAULT_PIDS_LIMIT
+}
+
 /// Everything the executor needs to run one job.
 ///
 /// Deserialisation fills defaults for every optional field, so definitions
@@ -114,6 +125,9 @@ pub struct JobDefinition {
     /// Memory limit in bytes (no swap beyond it).
     #[serde(default = "default_memory_limit")]
     pub memory_limit: u64,
+    /// Most processes and threads in the container at once.
+    #[serde(default = "default_pids_limit")]
+    pub pids_limit: u64,
     /// `uid:gid` to run as; `None` means the executor process's own.
     #[serde(default)]
     pub user: Option<String>,
@@ -164,6 +178,7 @@ impl JobDefinition {
             output_spec: BTreeMap::new(),
             cpu_count: DEFAULT_CPU_COUNT,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            pids_limit: DEFAULT_PIDS_LIMIT,
             user: None,
             labels: BTreeMap::new(),
             created_at: crate::util::now_secs(),
@@ -284,6 +299,43 @@ impl ExecutorConfig {
             .unwrap_or_else(|| self.high_privacy_workspace(workspace))
             .join("metadata")
             .join("manifest.json")
+    }
+
+    /// The high-privacy workspace as a no-follow tree (created if needed).
+    pub(crate) fn high_tree(&self, workspace: &str) -> std::io::Result<crate::beneath::Tree> {
+        crate::beneath::Tree::create_within(
+            &self.high_privacy_dir,
+            &self.high_privacy_workspace(workspace),
+        )
+    }
+
+    /// The medium-privacy workspace as a no-follow tree, if there is a medium store.
+    pub(crate) fn medium_tree(
+        &self,
+        workspace: &str,
+    ) -> std::io::Result<Option<crate::beneath::Tree>> {
+        match (
+            &self.medium_privacy_dir,
+            self.medium_privacy_workspace(workspace),
+        ) {
+            (Some(root), Some(ws)) => crate::beneath::Tree::create_within(root, &ws).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The tree holding `metadata/manifest.json` of `workspace`.
+    pub(crate) fn manifest_tree(&self, workspace: &str) -> std::io::Result<crate::beneath::Tree> {
+        match self.medium_tree(workspace)? {
+            Some(tree) => Ok(tree),
+            None => self.high_tree(workspace),
+        }
+    }
+
+    /// A directory of ours (logs, volumes) as a no-follow tree: reached
+    /// beneath the high-privacy store when it lies inside it (a local run's
+    /// `metadata/`), so a link committed in a study is refused there too.
+    pub(crate) fn own_tree(&self, dir: &Path) -> std::io::Result<crate::beneath::Tree> {
+        crate::beneath::Tree::create_within(&self.high_privacy_dir, dir)
     }
 
     /// Absolute form of every path (relative ones are taken from the current

@@ -1,12 +1,7 @@
 //! Small helpers: clocks, dates, number formatting, atomic writes.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::error::{ExecutorError, Result};
 
 /// Seconds since the Unix epoch.
 pub(crate) fn now_secs() -> i64 {
@@ -107,49 +102,6 @@ pub(crate) fn python_float(x: f64) -> String {
 pub(crate) fn mb(bytes: u64) -> String {
     let value = (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0;
     python_float(value)
-}
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary file name in the same directory as `dest`, unique within this
-/// machine (pid, counter, clock), hidden and marked as ours.
-pub(crate) fn temp_path_for(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = format!(
-        ".{name}.{}-{n}-{}.warden-tmp",
-        std::process::id(),
-        now_ns() % 1_000_000_007
-    );
-    dest.with_file_name(tmp)
-}
-
-/// Write `contents` to `dest` atomically: a temporary file in the same
-/// directory, flushed to disk, then renamed over `dest`. Parent directories
-/// are created.
-pub(crate) fn write_atomic(dest: &Path, contents: &[u8]) -> Result<()> {
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(ExecutorError::io("creating directory", parent))?;
-    }
-    let tmp = temp_path_for(dest);
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, dest)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(ExecutorError::Io {
-            operation: "writing",
-            path: dest.to_path_buf(),
-            source: e,
-        });
-    }
-    Ok(())
 }
 
 /// Join a relative path with `/` separators onto `base`, refusing anything

@@ -35,9 +35,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
+use rustix::fs::{Mode, OFlags};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use warden_executor::beneath::Tree;
 use warden_executor::{
     Executor, ExecutorError, Finalize, JobDefinition, JobResults, Outcome as ExecOutcome,
 };
@@ -71,6 +73,8 @@ pub struct RunOptions {
     pub cpu_count: f64,
     /// Memory limit per job, bytes.
     pub memory_limit: u64,
+    /// Most processes and threads per job.
+    pub pids_limit: u64,
     /// Image name prefix (`ghcr.io/opensafely-core`).
     pub image_prefix: String,
     /// Who is running (recorded in the history).
@@ -191,6 +195,19 @@ pub enum RunError {
     /// The history database failed.
     #[error("the job history in metadata/db.sqlite failed")]
     Store(#[from] warden_state::Error),
+    /// The history database is not a readable SQLite database.
+    #[error(
+        "the job history {} is corrupt ({reason}); move it aside (`mv {} {}.corrupt`) and run \
+         again: warden starts a new history, outputs on disk are kept, and actions whose history \
+         is lost run again when needed",
+        path.display(), path.display(), path.display()
+    )]
+    CorruptHistory {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
     /// Images the jobs need are not available (warden never pulls during a run).
     #[error(
         "{} not available locally: {}\nbuild the local images with `scripts/build-images.sh`, or `docker pull` them where a registry is reachable",
@@ -308,27 +325,38 @@ pub async fn run(
     })?;
     let (pipeline, text) = load_project(&dir)?;
     let metadata = dir.join("metadata");
-    std::fs::create_dir_all(&metadata).map_err(|source| RunError::Io {
-        path: metadata.clone(),
-        source,
-    })?;
-    let lock_path = metadata.join(".run.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
+    // `metadata/` is reached without following a link: a study committing
+    // `metadata -> /elsewhere` must not have its history written there.
+    let metadata_tree = Tree::open(&dir)
+        .and_then(|study| study.subtree(Path::new("metadata"), true))
         .map_err(|source| RunError::Io {
-            path: lock_path.clone(),
+            path: metadata.clone(),
             source,
         })?;
+    let lock_path = metadata.join(".run.lock");
+    let lock = rustix::fs::openat(
+        metadata_tree.fd(),
+        ".run.lock",
+        OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o666),
+    )
+    .map(std::fs::File::from)
+    .map_err(|e| RunError::Io {
+        path: lock_path.clone(),
+        source: e.into(),
+    })?;
     if lock.try_lock().is_err() {
         return Err(RunError::Busy(dir));
     }
-    let store = Store::open_sqlite(&metadata.join("db.sqlite")).await?;
+    let db = metadata.join("db.sqlite");
+    let store = Store::open_sqlite(&db)
+        .await
+        .map_err(|e| corrupt_or(e, &db))?;
     store
         .fail_interrupted_jobs(None, warden_state::INTERRUPTED_MESSAGE)
-        .await?;
+        .await
+        .map_err(|e| corrupt_or(e, &db))?;
+    reap_leftovers(&store, executor.as_ref()).await;
 
     let workspace = dir
         .file_name()
@@ -416,6 +444,58 @@ pub async fn run(
         jobs,
         cancelled,
     })
+}
+
+/// SQLite's "not a database" and "malformed" errors as
+/// [`RunError::CorruptHistory`]; anything else as it is.
+fn corrupt_or(error: warden_state::Error, db: &Path) -> RunError {
+    let reason = match &error {
+        warden_state::Error::Database(e) => e.as_database_error().and_then(|d| {
+            let code = d.code();
+            let corrupt = matches!(code.as_deref(), Some("11" | "26"))
+                || d.message().contains("not a database")
+                || d.message().contains("malformed");
+            corrupt.then(|| d.message().to_string())
+        }),
+        warden_state::Error::Migration { message, .. }
+            if message.contains("not a database") || message.contains("malformed") =>
+        {
+            Some(message.clone())
+        }
+        _ => None,
+    };
+    match reason {
+        Some(reason) => RunError::CorruptHistory {
+            path: db.to_path_buf(),
+            reason,
+        },
+        None => RunError::Store(error),
+    }
+}
+
+/// Removes what a killed earlier run (`kill -9`) left in Docker and in
+/// `metadata/volumes`: containers and working directories of jobs of this
+/// study that the history says are no longer running (jobs of other studies
+/// on the same machine are not in this history, and are left alone). Runs
+/// under the study's lock, after interrupted jobs were recorded as failed.
+async fn reap_leftovers(store: &Store, executor: &dyn Executor) {
+    let ids = match executor.leftover_jobs().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look for containers left by an earlier run");
+            return;
+        }
+    };
+    for id in ids {
+        match store.get_job(&id).await {
+            Ok(Some(job)) if job.state.is_final() => {
+                tracing::info!(job = %id, "removing what an earlier run left behind");
+                executor.reap(&id).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = %id, error = %e, "could not look up a leftover job"),
+        }
+    }
 }
 
 /// Plans against the workspace state; the closure run inside the store's
@@ -630,6 +710,7 @@ async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
     def.code_exclude = ctx.exclude.clone();
     def.cpu_count = ctx.opts.cpu_count;
     def.memory_limit = ctx.opts.memory_limit;
+    def.pids_limit = ctx.opts.pids_limit;
     def.created_by = Some(ctx.opts.created_by.clone());
     def.repo_url = Some(ctx.dir.display().to_string());
     def.labels
@@ -784,7 +865,19 @@ fn failure_message(error: &ExecutorError) -> String {
     match error {
         ExecutorError::ImageNotFound { .. }
         | ExecutorError::MissingInput { .. }
-        | ExecutorError::InputNotRegularFile { .. } => error.to_string(),
+        | ExecutorError::InputNotRegularFile { .. }
+        | ExecutorError::LinkInPath { .. }
+        | ExecutorError::JobTree { .. } => error.to_string(),
+        // Locally the study is the researcher's own: name the files (escaped).
+        ExecutorError::UnusableOutputNames { names, .. } => {
+            let mut message = error.to_string();
+            message.push(':');
+            for name in names {
+                message.push_str("\n - ");
+                message.push_str(name);
+            }
+            message
+        }
         _ => format!("Internal error: {error}"),
     }
 }

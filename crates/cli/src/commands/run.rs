@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -40,6 +41,10 @@ pub struct RunArgs {
     /// Memory per job (bytes, or with a K, M or G suffix).
     #[arg(short = 'm', long, default_value = "4G", value_parser = parse_memory, value_name = "SIZE")]
     pub memory: u64,
+    /// Most processes and threads per job (a fork loop stops there instead of
+    /// filling the machine's process table).
+    #[arg(long, default_value_t = warden_executor::DEFAULT_PIDS_LIMIT, value_parser = clap::value_parser!(u64).range(8..), value_name = "N")]
+    pub pids_limit: u64,
     /// Don't show the jobs' own output while they run.
     #[arg(long)]
     pub no_logs: bool,
@@ -113,19 +118,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\nCancelling: stopping running jobs and cleaning up (Ctrl-C again to quit at once)"
-                );
-                cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
+    let stopped_by = Arc::new(AtomicU8::new(0));
+    match watch_signals(cancel.clone(), Arc::clone(&stopped_by)) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("error: cannot listen for signals: {e}");
+            return Ok(ExitCode::from(1));
+        }
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let show_logs = !args.no_logs;
@@ -145,6 +144,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         cpu_count: args.cpus,
         memory_limit: args.memory,
+        pids_limit: args.pids_limit,
         image_prefix: args.image_prefix.clone(),
         created_by: std::env::var("USER").unwrap_or_else(|_| "local".into()),
     };
@@ -166,8 +166,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         } => {
             print_summary(&dir, jobs, *cancelled);
             if *cancelled {
-                eprintln!("\n=> Cancelled by user");
-                Ok(ExitCode::from(130))
+                // the terminal may be gone (SIGHUP): never panic on a failed write
+                let _ = writeln!(std::io::stderr(), "\n=> Cancelled by user");
+                let code = match stopped_by.load(Ordering::SeqCst) {
+                    0 => 130,
+                    code => code,
+                };
+                Ok(ExitCode::from(code))
             } else if outcome.all_succeeded() {
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -175,6 +180,35 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// Handles SIGINT (Ctrl-C), SIGTERM and SIGHUP alike: the first cancels the
+/// run (running containers are stopped and removed, unfinished jobs recorded
+/// as cancelled) and sets the exit code, 128 + the signal's number as shells
+/// report it (130, 143, 129); a second one of any quits at once (what it
+/// leaves is reaped by the next run).
+fn watch_signals(cancel: CancellationToken, stopped_by: Arc<AtomicU8>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        let (code, text) = tokio::select! {
+            _ = int.recv() => (130u8, "Cancelling: stopping running jobs and cleaning up (Ctrl-C again to quit at once)"),
+            _ = term.recv() => (143u8, "Cancelling (SIGTERM): stopping running jobs and cleaning up (send it again to quit at once)"),
+            _ = hup.recv() => (129u8, "Cancelling (SIGHUP): stopping running jobs and cleaning up"),
+        };
+        stopped_by.store(code, Ordering::SeqCst);
+        let _ = writeln!(std::io::stderr(), "\n{text}");
+        cancel.cancel();
+        let again = tokio::select! {
+            _ = int.recv() => 130,
+            _ = term.recv() => 143,
+            _ = hup.recv() => 129,
+        };
+        std::process::exit(again);
+    });
+    Ok(())
 }
 
 /// `project.yaml` as the user would write it: relative to where they are
