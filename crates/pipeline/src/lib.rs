@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod diagnostic;
+pub mod escape;
 mod graph;
 pub mod model;
 pub mod python;
