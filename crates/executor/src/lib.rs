@@ -60,6 +60,7 @@
 
 pub mod beneath;
 mod docker;
+pub mod driver;
 mod error;
 mod fsops;
 pub mod glob;

@@ -34,14 +34,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::StreamExt as _;
 use rustix::fs::{Mode, OFlags};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use warden_executor::beneath::Tree;
+use warden_executor::driver::{DriveEvents, Driven, Stage, drive};
 use warden_executor::{
-    Executor, ExecutorError, Finalize, JobDefinition, JobResults, Outcome as ExecOutcome,
+    Executor, ExecutorError, JobDefinition, JobResults, LogLine, Outcome as ExecOutcome,
 };
 use warden_pipeline::{Pipeline, Report};
 use warden_planner::{JobRequest as PlanRequest, JobState, Plan, PriorJob};
@@ -759,75 +759,78 @@ fn executor_level(level: warden_pipeline::PrivacyLevel) -> warden_executor::Priv
     }
 }
 
-/// Runs one job through the executor and records every step.
+/// What the driver's stages mean to a local run: a status change in the
+/// history and a line for the researcher.
+struct LocalEvents<'a> {
+    ctx: &'a Ctx,
+    job: &'a Job,
+}
+
+#[async_trait::async_trait]
+impl DriveEvents for LocalEvents<'_> {
+    async fn stage(&self, stage: Stage) {
+        let (code, msg, shown) = match stage {
+            Stage::Preparing => (
+                StatusCode::Preparing,
+                "Preparing your code and workspace files",
+                true,
+            ),
+            Stage::Prepared => (StatusCode::Prepared, "Prepared and ready to run", true),
+            Stage::Executing => (StatusCode::Executing, "Executing job on the backend", true),
+            Stage::Executed => (
+                StatusCode::Executed,
+                "Job has finished executing and is waiting to be finalized",
+                false,
+            ),
+            Stage::Finalizing => (StatusCode::Finalizing, "Recording job results", true),
+        };
+        self.ctx.set(self.job, code, msg).await;
+        if shown {
+            self.ctx.status(&self.job.action, msg);
+        }
+    }
+
+    fn follow_logs(&self) -> bool {
+        true
+    }
+
+    fn log(&self, line: LogLine) {
+        let _ = self.ctx.events.send(Event::Log {
+            action: self.job.action.clone(),
+            line: line.text.trim_end_matches(['\n', '\r']).to_string(),
+        });
+    }
+}
+
+/// Runs one job through the executor's driver and records every step.
 async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
-    let action = job.action.clone();
-    let msg = "Preparing your code and workspace files";
-    ctx.set(&job, StatusCode::Preparing, msg).await;
-    ctx.status(&action, msg);
+    let events = LocalEvents {
+        ctx: &ctx,
+        job: &job,
+    };
     let def = match definition(&ctx, &job).await {
         Ok(def) => def,
-        Err(e) => return fail(&ctx, &job, None, format!("Internal error: {e}")).await,
+        Err(e) => {
+            events.stage(Stage::Preparing).await;
+            return fail(&ctx, &job, None, format!("Internal error: {e}")).await;
+        }
     };
-    if ctx.cancel.is_cancelled() {
-        return cancel(&ctx, &job, &def).await;
-    }
-    if let Err(e) = ctx.executor.prepare(&def).await {
-        return fail(&ctx, &job, Some(&def), failure_message(&e)).await;
-    }
-    let msg = "Prepared and ready to run";
-    ctx.set(&job, StatusCode::Prepared, msg).await;
-    ctx.status(&action, msg);
-    if ctx.cancel.is_cancelled() {
-        return cancel(&ctx, &job, &def).await;
-    }
-    if let Err(e) = ctx.executor.execute(&def).await {
-        return fail(&ctx, &job, Some(&def), failure_message(&e)).await;
-    }
-    let msg = "Executing job on the backend";
-    ctx.set(&job, StatusCode::Executing, msg).await;
-    ctx.status(&action, msg);
-    let follower = {
-        let mut lines = ctx.executor.logs(&def, true);
-        let events = ctx.events.clone();
-        let action = action.clone();
-        tokio::spawn(async move {
-            while let Some(line) = lines.next().await {
-                match line {
-                    Ok(l) => {
-                        let _ = events.send(Event::Log {
-                            action: action.clone(),
-                            line: l.text.trim_end_matches(['\n', '\r']).to_string(),
-                        });
-                    }
-                    Err(_) => break,
-                }
-            }
-        })
+    let driven = drive(
+        ctx.executor.as_ref(),
+        &def,
+        &ctx.cancel,
+        &events,
+        &failure_message,
+    )
+    .await;
+    let results = match driven {
+        Driven::Completed(results) => results,
+        Driven::Failed { error, results } => {
+            return fail(&ctx, &job, results, failure_message(&error)).await;
+        }
+        Driven::Cancelled(results) => return cancel(&ctx, &job, results).await,
     };
-    let waited = tokio::select! {
-        s = ctx.executor.wait(&def) => Some(s),
-        () = ctx.cancel.cancelled() => None,
-    };
-    let Some(waited) = waited else {
-        follower.abort();
-        return cancel(&ctx, &job, &def).await;
-    };
-    // Let the log follower drain what the container wrote.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await;
-    if let Err(e) = waited {
-        return fail(&ctx, &job, Some(&def), failure_message(&e)).await;
-    }
-    let msg = "Job has finished executing and is waiting to be finalized";
-    ctx.set(&job, StatusCode::Executed, msg).await;
-    let msg = "Recording job results";
-    ctx.set(&job, StatusCode::Finalizing, msg).await;
-    ctx.status(&action, msg);
-    let results = match ctx.executor.finalize(&def, Finalize::Completed).await {
-        Ok(r) => r,
-        Err(e) => return fail(&ctx, &job, Some(&def), failure_message(&e)).await,
-    };
-    ctx.executor.cleanup(&def).await;
+    let action = &job.action;
     let code = match results.outcome() {
         ExecOutcome::Succeeded => StatusCode::Succeeded,
         ExecOutcome::NonzeroExit => StatusCode::NonzeroExit,
@@ -845,7 +848,7 @@ async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
             .collect(),
     );
     ctx.record(update).await;
-    ctx.status(&action, &message);
+    ctx.status(action, &message);
     let log = ctx.dir.join("metadata").join(format!("{action}.log"));
     summary(
         &job,
@@ -883,43 +886,17 @@ fn failure_message(error: &ExecutorError) -> String {
 }
 
 /// Records an executor failure as the job's final state (`internal_error`),
-/// keeping the error's text: locally it is the researcher's to read.
-async fn fail(ctx: &Ctx, job: &Job, def: Option<&JobDefinition>, message: String) -> JobSummary {
-    if ctx.cancel.is_cancelled()
-        && let Some(def) = def
-    {
-        return cancel(ctx, job, def).await;
-    }
-    let mut results = None;
-    if let Some(def) = def {
-        match ctx
-            .executor
-            .finalize(def, Finalize::Error(message.clone()))
-            .await
-        {
-            Ok(r) => results = Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record the error in the job's metadata")
-            }
-        }
-        ctx.executor.cleanup(def).await;
-    }
+/// keeping the error's text: locally it is the researcher's to read. The
+/// driver has recorded it in the job's metadata (`results`) and cleaned up.
+async fn fail(ctx: &Ctx, job: &Job, results: Option<JobResults>, message: String) -> JobSummary {
     ctx.set(job, StatusCode::InternalError, &message).await;
     ctx.status(&job.action, &message);
     summary(job, StatusCode::InternalError, &message, results, None)
 }
 
-/// Kills the job's container (if any), records it as cancelled, cleans up.
-async fn cancel(ctx: &Ctx, job: &Job, def: &JobDefinition) -> JobSummary {
-    let results = match ctx.executor.cancel(def).await {
-        Ok(r) => Some(r),
-        Err(ExecutorError::DockerUnavailable { .. }) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "cancelling the container failed");
-            None
-        }
-    };
-    ctx.executor.cleanup(def).await;
+/// Records the job as cancelled (the driver killed its container, recorded
+/// it and cleaned up).
+async fn cancel(ctx: &Ctx, job: &Job, results: Option<JobResults>) -> JobSummary {
     let _ = ctx.store.cancel_job(&job.id).await;
     let msg = "Cancelled by user";
     ctx.set(job, StatusCode::CancelledByUser, msg).await;
