@@ -407,6 +407,7 @@ impl BareRepo {
         cmd.args([
             "merge-base",
             "--is-ancestor",
+            "--end-of-options",
             resolved.as_str(),
             head.as_str(),
         ]);
@@ -421,7 +422,22 @@ impl BareRepo {
     /// The contents of the file at `path` (relative, `/`-separated) in `commit`, or
     /// `None` when there is nothing at that path. A directory, symlink or submodule
     /// there is [`GitError::NotAFile`]; an unknown commit [`GitError::CommitNotFound`].
+    ///
+    /// Reads the whole file into memory: for a file from someone else's repository,
+    /// use [`read_file_limited`](Self::read_file_limited).
     pub fn read_file(&self, commit: impl AsRef<str>, path: &str) -> Result<Option<Vec<u8>>> {
+        self.read_file_limited(commit, path, u64::MAX)
+    }
+
+    /// Like [`read_file`](Self::read_file), but a file of more than `max_bytes` is
+    /// [`GitError::FileTooLarge`] and is not read at all: git is asked for the
+    /// blob's size first (`ls-tree --long`), so a huge committed file costs no memory.
+    pub fn read_file_limited(
+        &self,
+        commit: impl AsRef<str>,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<u8>>> {
         let commit = commit.as_ref();
         if let Err(reason) = check_tree_path(path) {
             return Err(GitError::InvalidPath {
@@ -436,7 +452,9 @@ impl BareRepo {
         cmd.args([
             "ls-tree",
             "-z",
+            "--long",
             "--full-tree",
+            "--end-of-options",
             resolved.as_str(),
             "--",
             path,
@@ -445,7 +463,7 @@ impl BareRepo {
         if !out.status.success() {
             return Err(self.command_error(&out, "ls-tree"));
         }
-        // `<mode> SP <type> SP <object> TAB <path> NUL`
+        // `<mode> SP <type> SP <object> SP+ <size> TAB <path> NUL`
         let entry = out
             .stdout
             .split(|&b| b == 0)
@@ -458,10 +476,30 @@ impl BareRepo {
             return Ok(None);
         };
         let entry = String::from_utf8_lossy(entry);
-        let mut fields = entry.split(' ');
-        let (mode, kind, object) = (fields.next(), fields.next(), fields.next());
+        let mut fields = entry.split_ascii_whitespace();
+        let (mode, kind, object, size) =
+            (fields.next(), fields.next(), fields.next(), fields.next());
         match (mode, kind, object) {
-            (Some("100644" | "100755" | "100664"), Some("blob"), Some(object)) => {
+            (Some("100644" | "100755" | "100664"), Some("blob"), Some(object))
+                if CommitId::parse(object).is_some() =>
+            {
+                let size =
+                    size.and_then(|s| s.parse::<u64>().ok())
+                        .ok_or_else(|| GitError::Command {
+                            repo: self.repo.clone(),
+                            op: "ls-tree".to_owned(),
+                            status: "unexpected output".to_owned(),
+                            stderr: entry.to_string(),
+                        })?;
+                if size > max_bytes {
+                    return Err(GitError::FileTooLarge {
+                        repo: self.repo.clone(),
+                        commit: commit.to_owned(),
+                        path: path.to_owned(),
+                        size,
+                        limit: max_bytes,
+                    });
+                }
                 let mut cmd = self.git();
                 cmd.args(["cat-file", "blob", object]);
                 let out = self.run(&mut cmd, "cat-file")?;
@@ -505,9 +543,11 @@ impl BareRepo {
         // A private index, so concurrent checkouts never share (or lock) one.
         let index = TempIndex::new();
         let mut read_tree = self.git();
-        read_tree
-            .env("GIT_INDEX_FILE", &index.0)
-            .args(["read-tree", resolved.as_str()]);
+        read_tree.env("GIT_INDEX_FILE", &index.0).args([
+            "read-tree",
+            "--end-of-options",
+            resolved.as_str(),
+        ]);
         let out = self.run(&mut read_tree, "read-tree")?;
         if !out.status.success() {
             return Err(self.command_error(&out, "read-tree"));
@@ -543,6 +583,7 @@ impl BareRepo {
             "rev-parse",
             "--verify",
             "--quiet",
+            "--end-of-options",
             &format!("{spec}^{{commit}}"),
         ]);
         let out = self.run(&mut cmd, "rev-parse")?;

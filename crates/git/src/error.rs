@@ -66,6 +66,18 @@ pub enum GitError {
         path: String,
     },
 
+    /// The file at the path is larger than the caller's limit; it was not read.
+    #[error(
+        "'{path}' at commit {commit} in {repo} is {size} bytes, more than the limit of {limit} bytes"
+    )]
+    FileTooLarge {
+        repo: String,
+        commit: String,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
+
     /// Git ran and failed. `stderr` is git's message, scrubbed of secrets.
     #[error("git {op} failed for {repo} ({status}): {stderr}")]
     Command {
@@ -108,7 +120,8 @@ impl GitError {
             GitError::InvalidRepo { .. }
             | GitError::BranchRequired { .. }
             | GitError::InvalidPath { .. }
-            | GitError::NotAFile { .. } => ErrorKind::InvalidInput,
+            | GitError::NotAFile { .. }
+            | GitError::FileTooLarge { .. } => ErrorKind::InvalidInput,
             GitError::Command { .. }
             | GitError::Timeout { .. }
             | GitError::Spawn { .. }
@@ -132,6 +145,7 @@ impl GitError {
             | GitError::CommitNotFound { repo, .. }
             | GitError::InvalidPath { repo, .. }
             | GitError::NotAFile { repo, .. }
+            | GitError::FileTooLarge { repo, .. }
             | GitError::Command { repo, .. }
             | GitError::Timeout { repo, .. } => Some(repo),
             GitError::Spawn { .. } | GitError::Io { .. } => None,

@@ -314,3 +314,121 @@ fn open_reads_a_repository_directly() {
     let err = BareRepo::open(origin.tmp.path()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+/// Values git would read as options, wherever a caller's value reaches git: every
+/// one is refused or not found, none is run as an option (no file written by
+/// `--output=…`, no command run by `--upload-pack=…`), and git never fails on one.
+#[test]
+fn option_like_values_never_become_git_options() {
+    let (origin, cache_dir, repo, first, ..) = setup();
+    let marker = cache_dir.path().join("pwned");
+    let marker_s = marker.display().to_string();
+    let mut values: Vec<String> = vec![
+        "-".into(),
+        "--".into(),
+        "-h".into(),
+        "--all".into(),
+        "--help".into(),
+        "--end-of-options".into(),
+        "--git-dir=/".into(),
+        format!("--output={marker_s}"),
+        format!("--upload-pack=touch {marker_s}"),
+        format!("-oProxyCommand=touch {marker_s}"),
+        "--exec-path=/tmp".into(),
+        "-c".into(),
+    ];
+    for name in ["main", "abcd", &first[..7], &first] {
+        values.push(format!("-{name}"));
+        values.push(format!("--{name}"));
+    }
+    for value in &values {
+        let v = value.as_str();
+        let refused = |what: &str, err: GitError| {
+            assert!(
+                matches!(err.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput),
+                "{what}({v:?}) failed in git instead of being refused: {err}"
+            );
+        };
+        refused("branch_head", repo.branch_head(v).unwrap_err());
+        assert_eq!(repo.tag_commit(v).unwrap(), None, "tag_commit({v:?})");
+        refused("resolve_commit", repo.resolve_commit(v).unwrap_err());
+        refused(
+            "commit_on_branch(commit)",
+            repo.commit_on_branch(v, "main").unwrap_err(),
+        );
+        refused(
+            "commit_on_branch(branch)",
+            repo.commit_on_branch(&first, v).unwrap_err(),
+        );
+        match repo.read_file(&first, v) {
+            Ok(None) => {}
+            Ok(Some(_)) => panic!("read_file({v:?}) found a file"),
+            Err(e) => refused("read_file(path)", e),
+        }
+        refused(
+            "read_file(commit)",
+            repo.read_file(v, "project.yaml").unwrap_err(),
+        );
+        refused(
+            "checkout",
+            repo.checkout(v, &cache_dir.path().join("out")).unwrap_err(),
+        );
+        let cache = RepoCache::new(cache_dir.path().join("c"));
+        refused("ensure", cache.ensure(v).unwrap_err());
+        refused(
+            "ensure_commit",
+            cache.ensure_commit(&origin.url(), v).unwrap_err(),
+        );
+        assert!(!marker.exists(), "{v:?} ran as an option");
+    }
+    // A file whose name looks like an option is read as a file.
+    let sha = origin.commit(&[("--output=x", "data\n")], "odd name");
+    origin.push("main");
+    let repo = RepoCache::new(cache_dir.path())
+        .ensure(&origin.url())
+        .unwrap();
+    assert_eq!(
+        repo.read_file(&sha, "--output=x").unwrap().as_deref(),
+        Some(&b"data\n"[..])
+    );
+}
+
+/// A size limit is checked against the blob's size before anything is read.
+#[test]
+fn read_file_limited_refuses_large_files_unread() {
+    let (origin, _cache, _repo, ..) = setup();
+    let cache = tempfile::tempdir().unwrap();
+    for size in [0usize, 1, 99, 100, 101, 4096, 1 << 20] {
+        let sha = origin.commit(&[("big.txt", &"x".repeat(size))], "sized");
+        origin.push("main");
+        let repo = RepoCache::new(cache.path()).ensure(&origin.url()).unwrap();
+        for limit in [0u64, 1, 100, 4096, u64::MAX] {
+            match repo.read_file_limited(&sha, "big.txt", limit) {
+                Ok(Some(bytes)) => {
+                    assert!(size as u64 <= limit, "{size} > {limit} was read");
+                    assert_eq!(bytes.len(), size);
+                }
+                Ok(None) => panic!("big.txt missing"),
+                Err(err) => {
+                    assert!(size as u64 > limit, "{size} <= {limit} refused: {err}");
+                    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+                    assert!(
+                        matches!(&err, GitError::FileTooLarge { size: s, limit: l, path, .. }
+                            if *s == size as u64 && *l == limit && path == "big.txt"),
+                        "{err:?}"
+                    );
+                    let text = err.to_string();
+                    assert!(
+                        text.contains(&format!("{size} bytes"))
+                            && text.contains(&format!("limit of {limit} bytes")),
+                        "{text}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            repo.read_file(&sha, "big.txt").unwrap().unwrap().len(),
+            size
+        );
+    }
+}

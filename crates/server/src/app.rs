@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
@@ -17,10 +17,18 @@ use utoipa::{Modify, OpenApi};
 use warden_state::{Store, StoreOptions};
 
 use crate::config::Config;
-use crate::error::{ErrorBody, InternalCause};
+use crate::error::{AppError, ErrorBody, InternalCause};
 use crate::events::Events;
 use crate::repos::Repos;
 use crate::scheduler::{Scheduler, SchedulerHandle};
+
+/// The largest request body accepted, on every route: 1 MiB, far more than
+/// any request of the API needs (a job request names actions; an agent's
+/// report carries counts and a short message). A larger body gets a 413
+/// with an [`ErrorBody`] naming the limit, before it is read when its
+/// `Content-Length` says so, or as soon as the limit is passed when it
+/// streams (chunked, or a `Content-Length` that lies).
+pub const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
 
 /// Everything a request handler may need.
 pub struct App {
@@ -185,7 +193,48 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, doc) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::routes::api())
         .split_for_parts();
+    let mut doc = doc;
+    document_body_limit(&mut doc);
     doc
+}
+
+/// Every operation may answer 413 ([`MAX_REQUEST_BODY_BYTES`]): the limit
+/// is a layer over the whole router, so it is documented for the whole
+/// document here rather than route by route.
+fn document_body_limit(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description(format!(
+            "The request body is larger than {MAX_REQUEST_BODY_BYTES} bytes"
+        ))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("413".to_owned())
+                .or_insert_with(|| response.clone().into());
+        }
+    }
 }
 
 /// The router with its middleware: the app, without a socket (tests can
@@ -195,9 +244,13 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        // Inner to outer: log the cause of 5xx errors, then trace every
-        // request (outermost, so its span covers everything, and names the
-        // matched route rather than the raw URI, which may carry ids).
+        // Inner to outer: cap the body as extractors read it, refuse a body
+        // declared too large before reading any of it, log the cause of 5xx
+        // errors, then trace every request (outermost, so its span covers
+        // everything, and names the matched route rather than the raw URI,
+        // which may carry ids). Layers cover the fallbacks too.
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_large_bodies))
         .layer(middleware::from_fn(log_internal_errors))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -238,6 +291,25 @@ async fn method_not_allowed() -> Response {
         }),
     )
         .into_response()
+}
+
+/// A 413 for a request whose `Content-Length` is over
+/// [`MAX_REQUEST_BODY_BYTES`], without reading the body. Bodies without one
+/// (or with a false one) are cut off by [`DefaultBodyLimit`] as they are
+/// read, which also ends in a 413 (see `From<JsonRejection>`).
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BODY_BYTES as u64) {
+        return AppError::PayloadTooLarge {
+            limit: MAX_REQUEST_BODY_BYTES,
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn log_internal_errors(request: Request, next: Next) -> Response {

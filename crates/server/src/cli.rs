@@ -20,6 +20,22 @@ use crate::auth::{ROLE_ADMIN, ROLE_DEVELOPER};
 use crate::config::{Config, DEFAULT_MAX_WORKERS, env};
 use crate::scheduler::{FLAG_JOB_WEIGHTS, FLAG_MAX_DB_WORKERS, FLAG_MAX_WORKERS};
 
+/// The value parser of every text option of `warden admin` (and of the
+/// database options): a value that begins with `-` is refused. Such a value
+/// is never a name anyone means (`--repo=-x`, `--branch=--upload-pack=…`),
+/// and it would be read as an option by `git` or any other command it
+/// reached; refusing it when given is clearer than finding out later.
+fn not_an_option(value: &str) -> Result<String, String> {
+    if value.starts_with('-') {
+        return Err(
+            "a value cannot begin with '-' (it could be read as an option of git or another \
+             command)"
+                .to_owned(),
+        );
+    }
+    Ok(value.to_owned())
+}
+
 /// Where the controller keeps its state.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
@@ -29,12 +45,12 @@ pub struct DataArgs {
     pub data_dir: PathBuf,
     /// Use this database instead of `<data-dir>/warden.sqlite`, e.g.
     /// `postgres://user@host/db`.
-    #[arg(long, env = env::DATABASE_URL, hide_env_values = true)]
+    #[arg(long, env = env::DATABASE_URL, hide_env_values = true, value_parser = not_an_option)]
     pub database_url: Option<String>,
     /// PostgreSQL only: keep warden's tables in this schema (created if
     /// missing), so that several warden servers or test runs can share one
     /// database.
-    #[arg(long, env = env::PG_SCHEMA)]
+    #[arg(long, env = env::PG_SCHEMA, value_parser = not_an_option)]
     pub pg_schema: Option<String>,
 }
 
@@ -123,10 +139,10 @@ pub enum OrgCommand {
     /// Create an organisation.
     Create {
         /// Unique slug (`[a-z0-9-]+`).
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         slug: String,
         /// Display name.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         name: String,
     },
 }
@@ -137,13 +153,13 @@ pub enum ProjectCommand {
     /// Create a project.
     Create {
         /// Unique slug (`[a-z0-9-]+`).
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         slug: String,
         /// Unique display name.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         name: String,
         /// Slug of the lead organisation.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         org: Option<String>,
     },
 }
@@ -154,28 +170,28 @@ pub enum WorkspaceCommand {
     /// Create a workspace.
     Create {
         /// Unique name (`[A-Za-z0-9_-]+`, stored lowercased).
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         name: String,
         /// Repository: a URL or an absolute local path.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         repo: String,
         /// Branch.
-        #[arg(long, default_value = "main")]
+        #[arg(long, value_parser = not_an_option, default_value = "main")]
         branch: String,
         /// Slug of the owning project.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         project: Option<String>,
     },
     /// Archive a workspace (no new job requests).
     Archive {
         /// Workspace name.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         name: String,
     },
     /// Unarchive a workspace.
     Unarchive {
         /// Workspace name.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         name: String,
     },
 }
@@ -186,37 +202,37 @@ pub enum BackendCommand {
     /// Register a backend and print a token for its agent (once).
     Create {
         /// Unique slug (`[a-z0-9_-]+`), e.g. `tpp`.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         slug: String,
         /// Display name, e.g. `TPP`.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         name: String,
     },
     /// Print a new token for a backend's agent (once).
     Token {
         /// Backend slug.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         slug: String,
         /// What the token is for.
-        #[arg(long, default_value = "agent")]
+        #[arg(long, value_parser = not_an_option, default_value = "agent")]
         label: String,
     },
     /// Pause a backend: its pending jobs do not start.
     Pause {
         /// Backend slug.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         slug: String,
     },
     /// Unpause a backend.
     Unpause {
         /// Backend slug.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         slug: String,
     },
     /// Set a backend's worker slots and job weights.
     Workers {
         /// Backend slug.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         slug: String,
         /// Slots for non-database jobs (sum of weights).
         #[arg(long)]
@@ -226,7 +242,7 @@ pub enum BackendCommand {
         max_db_workers: Option<f64>,
         /// Job weights as JSON: `{"default": {"<regex on run command>": w},
         /// "workspaces": {"<ws>": {"<regex on action>": w}}}`.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         weights: Option<String>,
     },
 }
@@ -237,47 +253,47 @@ pub enum UserCommand {
     /// Create a user and print an API token for them (once).
     Create {
         /// Unique login name.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         username: String,
         /// Full name.
-        #[arg(long, default_value = "")]
+        #[arg(long, value_parser = not_an_option, default_value = "")]
         fullname: String,
         /// Email address.
-        #[arg(long, default_value = "")]
+        #[arg(long, value_parser = not_an_option, default_value = "")]
         email: String,
         /// Give the global `admin` role (everything, everywhere).
         #[arg(long)]
         admin: bool,
         /// May run jobs on this backend (repeatable).
-        #[arg(long = "backend")]
+        #[arg(long = "backend", value_parser = not_an_option)]
         backends: Vec<String>,
         /// Is a `developer` (may run and cancel jobs) of this project
         /// (repeatable).
-        #[arg(long = "developer-of")]
+        #[arg(long = "developer-of", value_parser = not_an_option)]
         developer_of: Vec<String>,
     },
     /// Print a new API token for a user (once).
     Token {
         /// Login name.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         username: String,
         /// What the token is for.
-        #[arg(long, default_value = "api")]
+        #[arg(long, value_parser = not_an_option, default_value = "api")]
         label: String,
     },
     /// Give a user more rights.
     Grant {
         /// Login name.
-        #[arg(long)]
+        #[arg(long, value_parser = not_an_option)]
         username: String,
         /// Give the global `admin` role.
         #[arg(long)]
         admin: bool,
         /// May run jobs on this backend (repeatable).
-        #[arg(long = "backend")]
+        #[arg(long = "backend", value_parser = not_an_option)]
         backends: Vec<String>,
         /// Make a `developer` of this project (repeatable).
-        #[arg(long = "developer-of")]
+        #[arg(long = "developer-of", value_parser = not_an_option)]
         developer_of: Vec<String>,
     },
 }
@@ -774,6 +790,149 @@ pub fn main() -> ExitCode {
             match e {
                 CliError::Invalid(_) | CliError::Store(_) => ExitCode::from(1),
                 _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// Every text option of every admin command, with the arguments its
+    /// command needs otherwise.
+    const OPTIONS: &[(&[&str], &str)] = &[
+        (&["org", "create", "--name", "N"], "--slug"),
+        (&["org", "create", "--slug", "s"], "--name"),
+        (&["project", "create", "--name", "N"], "--slug"),
+        (&["project", "create", "--slug", "s"], "--name"),
+        (
+            &["project", "create", "--slug", "s", "--name", "N"],
+            "--org",
+        ),
+        (
+            &["workspace", "create", "--repo", "/r", "--branch", "b"],
+            "--name",
+        ),
+        (
+            &["workspace", "create", "--name", "w", "--branch", "b"],
+            "--repo",
+        ),
+        (
+            &["workspace", "create", "--name", "w", "--repo", "/r"],
+            "--branch",
+        ),
+        (
+            &["workspace", "create", "--name", "w", "--repo", "/r"],
+            "--project",
+        ),
+        (&["workspace", "archive"], "--name"),
+        (&["workspace", "unarchive"], "--name"),
+        (&["backend", "create", "--name", "N"], "--slug"),
+        (&["backend", "create", "--slug", "s"], "--name"),
+        (&["backend", "token"], "--slug"),
+        (&["backend", "token", "--slug", "s"], "--label"),
+        (&["backend", "pause"], "--slug"),
+        (&["backend", "unpause"], "--slug"),
+        (&["backend", "workers"], "--slug"),
+        (&["backend", "workers", "--slug", "s"], "--weights"),
+        (&["user", "create"], "--username"),
+        (&["user", "create", "--username", "u"], "--fullname"),
+        (&["user", "create", "--username", "u"], "--email"),
+        (&["user", "create", "--username", "u"], "--backend"),
+        (&["user", "create", "--username", "u"], "--developer-of"),
+        (&["user", "token"], "--username"),
+        (&["user", "token", "--username", "u"], "--label"),
+        (&["user", "grant"], "--username"),
+        (&["user", "grant", "--username", "u"], "--backend"),
+        (&["user", "grant", "--username", "u"], "--developer-of"),
+    ];
+
+    /// Values that git (or ssh, or any command) would read as an option.
+    fn hostile_values() -> Vec<String> {
+        let mut values: Vec<String> = [
+            "-",
+            "--",
+            "-x",
+            "--upload-pack=touch /tmp/pwned",
+            "--receive-pack=evil",
+            "-oProxyCommand=evil",
+            "--end-of-options",
+            "-c core.sshCommand=evil",
+            "--output=/etc/passwd",
+        ]
+        .iter()
+        .map(|v| (*v).to_owned())
+        .collect();
+        for name in ["main", "repo", "a b", "über", "x=y"] {
+            values.push(format!("-{name}"));
+            values.push(format!("--{name}"));
+        }
+        values
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["warden-server", "admin", "--data-dir", "/tmp/unused"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+    }
+
+    #[test]
+    fn admin_values_that_look_like_options_are_refused() {
+        for (prefix, option) in OPTIONS {
+            let mut good = prefix.to_vec();
+            good.extend([*option, "plain"]);
+            parse(&good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+            for value in hostile_values() {
+                // `--opt=value` reaches the value parser; `--opt value`
+                // (with a value clap reads as a flag) must fail too.
+                let joined = format!("{option}={value}");
+                for args in [
+                    [prefix.to_vec(), vec![joined.as_str()]].concat(),
+                    [prefix.to_vec(), vec![*option, value.as_str()]].concat(),
+                ] {
+                    let err = match parse(&args) {
+                        Ok(cli) => panic!("{args:?} was accepted: {cli:?}"),
+                        Err(e) => e,
+                    };
+                    let text = err.to_string();
+                    assert_eq!(err.exit_code(), 2, "{args:?}: {text}");
+                    if args.contains(&joined.as_str()) {
+                        assert!(
+                            text.contains("a value cannot begin with '-'") && text.contains(option),
+                            "{args:?}: {text}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn database_options_refuse_option_like_values() {
+        for value in hostile_values() {
+            for option in ["--database-url", "--pg-schema"] {
+                let joined = format!("{option}={value}");
+                for argv in [
+                    vec!["warden-server", "serve", joined.as_str()],
+                    vec![
+                        "warden-server",
+                        "admin",
+                        joined.as_str(),
+                        "backend",
+                        "pause",
+                        "--slug",
+                        "s",
+                    ],
+                ] {
+                    let err = Cli::try_parse_from(&argv).unwrap_err();
+                    assert!(
+                        err.to_string().contains("a value cannot begin with '-'"),
+                        "{argv:?}: {err}"
+                    );
+                }
             }
         }
     }

@@ -244,8 +244,11 @@ pub struct TaskUpdateBody {
     /// a RUNJOB task).
     #[serde(default)]
     pub complete: bool,
-    /// The agent's clock when the stage was reached, ns since the epoch: the
-    /// job's transition time (clamped so that times never go backwards).
+    /// The agent's clock when the stage was reached, ns since the epoch (not
+    /// negative). Recorded clamped to within
+    /// [`warden_state::MAX_AGENT_CLOCK_SKEW`] of the server's clock; it
+    /// orders progress updates and becomes the job's transition time
+    /// (clamped again so that times never go backwards).
     pub timestamp_ns: i64,
     /// Results so far (final when `complete`).
     #[serde(default)]

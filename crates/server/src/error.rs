@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 pub struct ErrorBody {
     /// A stable machine-readable code: `bad_request`, `invalid_json`,
     /// `invalid_project_yaml`, `unknown_action`, `git`, `unauthorized`,
-    /// `forbidden`, `not_found`, `conflict`, `no_route`,
+    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `no_route`,
     /// `method_not_allowed`, `internal`, `unavailable`.
     pub error: String,
     /// What went wrong, for people.
@@ -81,6 +81,15 @@ pub enum AppError {
     /// 409: conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// 413: the request body is larger than
+    /// [`MAX_REQUEST_BODY_BYTES`](crate::app::MAX_REQUEST_BODY_BYTES).
+    #[error(
+        "The request body is larger than the limit of {limit} bytes; nothing was read or changed"
+    )]
+    PayloadTooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
     /// 502: a repository could not be fetched.
     #[error("{0}")]
     Upstream(String),
@@ -108,6 +117,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -143,6 +153,7 @@ impl AppError {
             AppError::Forbidden(m) => plain("forbidden", m),
             AppError::NotFound(m) => plain("not_found", m),
             AppError::Conflict(m) => plain("conflict", m),
+            AppError::PayloadTooLarge { .. } => plain("payload_too_large", &self.to_string()),
             AppError::Upstream(m) => plain("git", m),
             AppError::Internal(_) => plain(
                 "internal",
@@ -185,6 +196,13 @@ impl From<warden_state::Error> for AppError {
 
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> AppError {
+        // A body that streams past the limit (no or a false Content-Length)
+        // is cut off while being read.
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return AppError::PayloadTooLarge {
+                limit: crate::app::MAX_REQUEST_BODY_BYTES,
+            };
+        }
         AppError::BadRequest {
             code: "invalid_json",
             message: format!("could not parse JSON from request body: {}", r.body_text()),
@@ -219,6 +237,30 @@ pub struct AppJson<T>(pub T);
 impl<T: Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
+    }
+}
+
+/// The raw body, whose rejection is an [`AppError`] (a 413 for a body over
+/// the limit, as for [`AppJson`]).
+#[derive(Debug, Clone, Default)]
+pub struct AppBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for AppBytes {
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(AppBytes(bytes)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::PayloadTooLarge {
+                    limit: crate::app::MAX_REQUEST_BODY_BYTES,
+                })
+            }
+            Err(r) => Err(AppError::bad_request(format!(
+                "could not read the request body: {}",
+                r.body_text()
+            ))),
+        }
     }
 }
 

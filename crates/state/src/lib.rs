@@ -53,7 +53,12 @@
 //!   ([`Store::add_backend_member`]) are stored here; what the role names
 //!   allow is the server's business.
 //! * **Agents touch only their own tasks**; their updates are idempotent and
-//!   out-of-order updates are ignored ([`Store::update_task`]).
+//!   out-of-order progress updates are ignored ([`Store::update_task`]).
+//!   Updates are ordered by the agent's clock bounded to within
+//!   [`MAX_AGENT_CLOCK_SKEW`] of the store's clock on arrival
+//!   ([`agent_update_time`]), so no agent clock can freeze a task or push a
+//!   job's times into the future, and a final update is always applied,
+//!   exactly once.
 //! * **Migrations run on open**, each in a transaction under a lock, so
 //!   opening is idempotent and safe for concurrent openers; a database from a
 //!   newer warden is refused rather than misread.
@@ -144,6 +149,7 @@ pub use store::{
 pub use store::{
     FLAG_MANUAL_DB_MAINTENANCE, FLAG_MODE, FLAG_PAUSED, INTERRUPTED_MESSAGE, MODE_DB_MAINTENANCE,
 };
+pub use store::{MAX_AGENT_CLOCK_SKEW, agent_update_time};
 pub use transition::{CLAMP_STEP_NS, Change, HEARTBEAT_INTERVAL, TransitionError, set_code};
 
 pub use time;

@@ -276,7 +276,9 @@ pub struct Task {
     pub agent_complete: bool,
     /// The agent's results (redacted: no file names).
     pub agent_results: Option<serde_json::Value>,
-    /// The agent's timestamp of its last update, unix nanoseconds.
+    /// When the agent's last update happened, unix nanoseconds: the agent's
+    /// clock bounded by the store's ([`crate::agent_update_time`]); never
+    /// goes backwards.
     pub agent_timestamp_ns: Option<i64>,
     /// When the controller made it.
     #[serde(with = "time::serde::rfc3339")]
@@ -310,7 +312,8 @@ pub struct TaskUpdate {
     pub results: serde_json::Value,
     /// The agent has finished with the task.
     pub complete: bool,
-    /// The agent's clock, unix nanoseconds.
+    /// The agent's clock, unix nanoseconds (not negative); recorded
+    /// bounded by the store's clock ([`crate::agent_update_time`]).
     pub timestamp_ns: i64,
 }
 
@@ -323,8 +326,9 @@ pub enum TaskUpdateOutcome {
     /// The task was already complete or deactivated: nothing changed. A
     /// retried final update lands here, which makes updates idempotent.
     Inactive,
-    /// Older than the update already recorded (delivered out of order):
-    /// nothing changed.
+    /// A progress update older than the update already recorded
+    /// (delivered out of order): nothing changed. Final updates are never
+    /// stale.
     Stale,
 }
 

@@ -29,10 +29,12 @@ db_tests!(
     cancelling,
     interrupted_local_run,
     tasks_crud_and_agent_updates,
+    agent_clocks_cannot_freeze_tasks,
     update_job_is_atomic_with_tasks,
     flags,
     audit_log_is_append_only,
     admin_records,
+    workspace_git_values_cannot_be_options,
     backend_tokens_and_last_seen,
     derived_request_status,
     listing,
@@ -796,12 +798,15 @@ async fn tasks_crud_and_agent_updates(db: &TestDb) {
         "job1-001"
     );
 
+    // Agent times near the store's clock are believed (see
+    // `agent_clocks_cannot_freeze_tasks` for the others).
+    let base = now_ns();
     let update = |stage: &str, complete: bool, ts: i64| TaskUpdate {
         task_id: "job1-001".into(),
         stage: stage.into(),
         results: json!({"exit_code": 0}),
         complete,
-        timestamp_ns: ts,
+        timestamp_ns: base + ts,
     };
     // Another backend's agent cannot touch it, nor learn it exists.
     assert!(matches!(
@@ -826,7 +831,7 @@ async fn tasks_crud_and_agent_updates(db: &TestDb) {
     );
     let t = store.get_task("job1-001").await.unwrap().unwrap();
     assert_eq!(t.agent_stage.as_deref(), Some("executing"));
-    assert_eq!(t.agent_timestamp_ns, Some(10));
+    assert_eq!(t.agent_timestamp_ns, Some(base + 10));
     assert!(t.active);
     assert_eq!(
         store
@@ -852,6 +857,262 @@ async fn tasks_crud_and_agent_updates(db: &TestDb) {
     assert!(!store.deactivate_task("missing").await.unwrap());
     assert!(store.active_tasks("test").await.unwrap().is_empty());
     assert_eq!(store.active_tasks("tpp").await.unwrap().len(), 1);
+}
+
+fn now_ns() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+/// Clock values an agent might send: extremes, far off, near, random.
+fn agent_clocks(rng: &mut impl rand::Rng, now: i64) -> Vec<i64> {
+    const YEAR: i64 = 365 * 24 * 3600 * 1_000_000_000;
+    let mut clocks = vec![
+        0,
+        1,
+        i64::MAX,
+        i64::MAX - 1,
+        now,
+        now + 1,
+        now - 1,
+        now + YEAR,
+        now - YEAR,
+        now + 30 * YEAR,
+        now + 61_000_000_000,
+        now - 61_000_000_000,
+        now + 59_000_000_000,
+    ];
+    for _ in 0..12 {
+        clocks.push(rng.random_range(0..=i64::MAX));
+        clocks.push(now + rng.random_range(-120_000_000_000..120_000_000_000i64));
+    }
+    clocks
+}
+
+/// Whatever clock an agent has, its task can always be completed, exactly
+/// once; recorded times stay within the skew bound of the store's clock and
+/// never go backwards; negative clocks are refused; an out-of-order progress
+/// update within the bound is stale.
+async fn agent_clocks_cannot_freeze_tasks(db: &TestDb) {
+    use rand::{Rng, SeedableRng};
+    let store = &db.store;
+    let skew = warden_state::MAX_AGENT_CLOCK_SKEW.as_nanos() as i64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let clocks = agent_clocks(&mut rng, now_ns());
+    let update = |id: &str, stage: &str, complete: bool, ts: i64| TaskUpdate {
+        task_id: id.into(),
+        stage: stage.into(),
+        results: json!({"exit_code": 0}),
+        complete,
+        timestamp_ns: ts,
+    };
+    for (i, &poison) in clocks.iter().enumerate() {
+        let id = format!("clock{i}-001");
+        store
+            .insert_task(&NewTask {
+                id: id.clone(),
+                backend: "test".into(),
+                task_type: TaskType::RunJob,
+                definition: json!({}),
+            })
+            .await
+            .unwrap();
+        // A first report with an arbitrary clock, then more with other
+        // arbitrary clocks (duplicates and out of order included).
+        let mut recorded: Option<i64> = None;
+        let mut sequence = vec![poison, poison];
+        for _ in 0..3 {
+            sequence.push(clocks[rng.random_range(0..clocks.len())]);
+        }
+        for (n, &ts) in sequence.iter().enumerate() {
+            let before = now_ns();
+            let outcome = store
+                .update_task("test", &update(&id, "executing", false, ts))
+                .await
+                .unwrap();
+            let after = now_ns();
+            let t = store.get_task(&id).await.unwrap().unwrap();
+            let at = t.agent_timestamp_ns.unwrap();
+            assert!(
+                (at >= before - skew && at <= after + skew) || Some(at) == recorded,
+                "clock {ts} (#{n}) recorded at {at}, outside {before}±{skew}"
+            );
+            if let Some(r) = recorded {
+                assert!(at >= r, "recorded time went backwards: {r} -> {at}");
+            }
+            match outcome {
+                TaskUpdateOutcome::Applied => {}
+                TaskUpdateOutcome::Stale => {
+                    // Only an update older than the recorded one, and the
+                    // recorded one is at most the skew ahead of now.
+                    let r = recorded.expect("a first update is never stale");
+                    assert!(r - after <= skew, "stale against {r}, now {after}");
+                    assert_eq!(at, r);
+                }
+                TaskUpdateOutcome::Inactive => panic!("an active task was inactive"),
+            }
+            recorded = Some(at);
+        }
+        // The final update lands whatever the clock, once.
+        let final_clock = clocks[rng.random_range(0..clocks.len())];
+        assert_eq!(
+            store
+                .update_task("test", &update(&id, "finalized", true, final_clock))
+                .await
+                .unwrap(),
+            TaskUpdateOutcome::Applied,
+            "final update with clock {final_clock} after {sequence:?}"
+        );
+        let t = store.get_task(&id).await.unwrap().unwrap();
+        assert!(t.agent_complete && !t.active);
+        assert_eq!(t.agent_stage.as_deref(), Some("finalized"));
+        assert!(t.agent_timestamp_ns.unwrap() >= recorded.unwrap());
+        for again in [final_clock, 0, i64::MAX] {
+            assert_eq!(
+                store
+                    .update_task("test", &update(&id, "finalized", true, again))
+                    .await
+                    .unwrap(),
+                TaskUpdateOutcome::Inactive
+            );
+        }
+        assert_eq!(store.get_task(&id).await.unwrap().unwrap(), t);
+    }
+
+    // Out of order within the bound: stale, and nothing changes.
+    let now = now_ns();
+    store
+        .insert_task(&NewTask {
+            id: "order-001".into(),
+            backend: "test".into(),
+            task_type: TaskType::RunJob,
+            definition: json!({}),
+        })
+        .await
+        .unwrap();
+    for (ts, stage, expected) in [
+        (now, "executing", TaskUpdateOutcome::Applied),
+        (now - 1_000, "prepared", TaskUpdateOutcome::Stale),
+        (now, "executing", TaskUpdateOutcome::Applied),
+        (now + 1_000, "executed", TaskUpdateOutcome::Applied),
+        (now - 2_000, "preparing", TaskUpdateOutcome::Stale),
+    ] {
+        assert_eq!(
+            store
+                .update_task("test", &update("order-001", stage, false, ts))
+                .await
+                .unwrap(),
+            expected,
+            "{stage} at {ts}"
+        );
+    }
+    let t = store.get_task("order-001").await.unwrap().unwrap();
+    assert_eq!(t.agent_stage.as_deref(), Some("executed"));
+    assert_eq!(t.agent_timestamp_ns, Some(now + 1_000));
+    // An older final update still lands.
+    assert_eq!(
+        store
+            .update_task("test", &update("order-001", "finalized", true, now - 5_000))
+            .await
+            .unwrap(),
+        TaskUpdateOutcome::Applied
+    );
+
+    // Negative clocks are refused, and change nothing.
+    for ts in [-1, -1_000_000_000, i64::MIN] {
+        let id = format!("neg{}-001", ts.unsigned_abs());
+        store
+            .insert_task(&NewTask {
+                id: id.clone(),
+                backend: "test".into(),
+                task_type: TaskType::RunJob,
+                definition: json!({}),
+            })
+            .await
+            .unwrap();
+        for complete in [false, true] {
+            let err = store
+                .update_task("test", &update(&id, "finalized", complete, ts))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidInput(m) if m.contains("timestamp_ns is negative")),
+                "{err}"
+            );
+        }
+        let t = store.get_task(&id).await.unwrap().unwrap();
+        assert!(t.active && t.agent_stage.is_none());
+    }
+}
+
+/// A workspace's repository and branch go to git: values git would read as
+/// options, or with control characters, are refused on create and update.
+async fn workspace_git_values_cannot_be_options(db: &TestDb) {
+    let store = &db.store;
+    let ws = store
+        .create_workspace(&NewWorkspace {
+            name: "plain".into(),
+            repo_url: "/srv/repo.git".into(),
+            branch: "main".into(),
+            project_id: None,
+        })
+        .await
+        .unwrap();
+    let mut hostile: Vec<String> = ["-", "--", "-x", "--upload-pack=evil", "-oProxyCommand=x"]
+        .iter()
+        .map(|v| (*v).to_owned())
+        .collect();
+    for c in ['\n', '\r', '\t', '\0', '\x1b', '\x7f', '\u{85}'] {
+        hostile.push(format!("main{c}x"));
+    }
+    for (i, value) in hostile.iter().enumerate() {
+        for field in ["repository", "branch"] {
+            let (repo_url, branch) = if field == "branch" {
+                ("/srv/repo.git".to_owned(), value.clone())
+            } else {
+                (value.clone(), "main".to_owned())
+            };
+            let err = store
+                .create_workspace(&NewWorkspace {
+                    name: format!("ws{i}"),
+                    repo_url: repo_url.clone(),
+                    branch: branch.clone(),
+                    project_id: None,
+                })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidInput(m) if m.contains(&format!("workspace {field}"))),
+                "{value:?}: {err}"
+            );
+            assert!(
+                store
+                    .get_workspace_by_name(&format!("ws{i}"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let update = if field == "branch" {
+                WorkspaceUpdate {
+                    branch: Some(branch),
+                    ..Default::default()
+                }
+            } else {
+                WorkspaceUpdate {
+                    repo_url: Some(repo_url),
+                    ..Default::default()
+                }
+            };
+            assert!(matches!(
+                store.update_workspace(ws.id, &update).await,
+                Err(Error::InvalidInput(_))
+            ));
+        }
+    }
+    let unchanged = store.get_workspace(ws.id).await.unwrap().unwrap();
+    assert_eq!(
+        (unchanged.repo_url.as_str(), unchanged.branch.as_str()),
+        ("/srv/repo.git", "main")
+    );
 }
 
 async fn update_job_is_atomic_with_tasks(db: &TestDb) {

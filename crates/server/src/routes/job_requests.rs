@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,7 +16,7 @@ use warden_state::JobRequestFilter;
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::create::{CreateJobRequest, create_job_request};
-use crate::error::{AppError, AppJson, AppPath, AppQuery, ErrorBody};
+use crate::error::{AppBytes, AppError, AppJson, AppPath, AppQuery, ErrorBody};
 use crate::views::{
     CancelResponse, CreateJobRequestResponse, JobRequestList, JobRequestView, JobView,
 };
@@ -175,7 +174,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,
     AppPath(id): AppPath<String>,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Json<CancelResponse>, AppError> {
     let body: CancelBody = if body.iter().all(u8::is_ascii_whitespace) {
         CancelBody::default()

@@ -4,9 +4,18 @@
 //! tasks and reports on each. Both calls need a token of that backend. A task
 //! of another backend does not exist as far as an agent can tell (404).
 //! Updates are idempotent: repeating one, or sending one for a task that is
-//! already complete or was cancelled, changes nothing; an update older than
-//! the last one recorded (by `timestamp_ns`) is ignored. Results carry no
-//! file names: see [`crate::definition`].
+//! already complete or was cancelled, changes nothing.
+//!
+//! **Ordering.** The agent's `timestamp_ns` is believed only within
+//! [`warden_state::MAX_AGENT_CLOCK_SKEW`] of the server's clock when the
+//! update arrives (it is clamped into that window, and a negative one is a
+//! 400): so updates are ordered by a time the server bounds, not by
+//! whatever the agent's clock says. A progress update older than the one
+//! recorded is ignored (`stale`); a final one (`complete`) is always
+//! applied, once (a repeat is `inactive`), so no agent clock, however
+//! wrong, can leave a job un-completable or push its times into the future
+//! ([`warden_state::agent_update_time`]). Results carry no file names: see
+//! [`crate::definition`].
 
 use axum::Json;
 use axum::extract::State;

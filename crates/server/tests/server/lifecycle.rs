@@ -9,6 +9,7 @@ db_tests!(
     a_failure_cascades_down_the_chain,
     cancelling_a_running_job_hands_the_agent_a_canceljob,
     executor_errors_are_retried_then_fail,
+    agent_clocks_cannot_freeze_jobs,
 );
 
 fn parse(t: &serde_json::Value) -> time::OffsetDateTime {
@@ -272,5 +273,103 @@ async fn executor_errors_are_retried_then_fail(db: Db) {
     .await;
     let failed = app.wait_code(id, "other", "job_error").await;
     assert_eq!(failed["status_message"], "This job returned a fatal error.");
+    app.stop().await;
+}
+
+/// Whatever an agent's clock says (far future, `i64::MAX`, zero, far past,
+/// random, repeated, out of order), through the real task API: the job
+/// moves with the reports, its final report always lands once, and its
+/// times stay within the skew bound of the server's clock. Negative clocks
+/// are a 400 that changes nothing.
+async fn agent_clocks_cannot_freeze_jobs(db: Db) {
+    use rand::{Rng, SeedableRng};
+    const YEAR: i64 = 365 * 24 * 3600 * 1_000_000_000;
+    let skew = warden_state::MAX_AGENT_CLOCK_SKEW.as_nanos() as i64;
+    let app = TestApp::start(db).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let now = now_ns();
+    let mut clocks = vec![
+        i64::MAX,
+        now + 30 * YEAR,
+        now + YEAR,
+        now + 2 * skew,
+        0,
+        1,
+        now - YEAR,
+        now,
+    ];
+    for _ in 0..4 {
+        clocks.push(rng.random_range(0..=i64::MAX));
+    }
+    for (i, &poison) in clocks.iter().enumerate() {
+        let before = now_ns();
+        let r = app.request("ws", &["other"]).await;
+        let id = r["id"].as_str().unwrap();
+        let task = app.wait_task(&job_id(id, "other"), "runjob").await;
+        let task_id = task["id"].as_str().unwrap().to_owned();
+        // The poisoned report, twice, then honest ones and a random one.
+        let mut reports = vec![
+            ("executing", poison),
+            ("executing", poison),
+            ("executed", now_ns()),
+            ("finalizing", clocks[rng.random_range(0..clocks.len())]),
+        ];
+        if i % 2 == 1 {
+            reports.swap(0, 2);
+        }
+        for (stage, ts) in &reports {
+            let a = app
+                .report(&task_id, json!({"stage": stage, "timestamp_ns": ts}))
+                .await;
+            assert_eq!(a.status, 200, "{stage} at {ts}: {:#}", a.body);
+            assert!(
+                a.body["outcome"] == "applied" || a.body["outcome"] == "stale",
+                "{:#}",
+                a.body
+            );
+        }
+        let final_clock = clocks[rng.random_range(0..clocks.len())];
+        let done = json!({"stage": "finalized", "complete": true, "timestamp_ns": final_clock,
+                          "results": {"exit_code": 0, "output_count": 1}});
+        let a = app.report(&task_id, done.clone()).await;
+        assert_eq!(
+            a.body["outcome"], "applied",
+            "clock {poison}, then {reports:?}, final {final_clock}"
+        );
+        let a = app.report(&task_id, done).await;
+        assert_eq!(a.body["outcome"], "inactive");
+        let job = app.wait_code(id, "other", "succeeded").await;
+        let after = now_ns();
+        for field in ["started_at", "completed_at", "updated_at"] {
+            let t = parse(&job[field]).unix_timestamp_nanos() as i64;
+            assert!(
+                t >= before - skew && t <= after + skew,
+                "{field} {t} outside [{before}, {after}] ± {skew} (clock {poison}): {job:#}"
+            );
+        }
+    }
+
+    // Negative clocks: 400, named, nothing recorded.
+    let r = app.request("ws2", &["other"]).await;
+    let id = r["id"].as_str().unwrap();
+    let task = app.wait_task(&job_id(id, "other"), "runjob").await;
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    for ts in [-1, -now, i64::MIN] {
+        for complete in [false, true] {
+            let a = app
+                .report(
+                    &task_id,
+                    json!({"stage": "finalized", "complete": complete, "timestamp_ns": ts,
+                           "results": {"exit_code": 0}}),
+                )
+                .await;
+            assert_eq!(a.status, 400, "{:#}", a.body);
+            let message = a.body["message"].as_str().unwrap();
+            assert!(message.contains("timestamp_ns is negative"), "{message}");
+        }
+    }
+    assert_eq!(app.job(id, "other").await["status_code"], "initiated");
+    let stored = app.store.get_task(&task_id).await.unwrap().unwrap();
+    assert!(stored.active && stored.agent_stage.is_none());
     app.stop().await;
 }

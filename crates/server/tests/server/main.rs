@@ -12,5 +12,7 @@ mod concurrency;
 mod crash;
 /// A test acting as the agent drives jobs through their whole life.
 mod lifecycle;
+/// Size limits on request bodies and on project.yaml.
+mod limits;
 /// The OpenAPI document against the router.
 mod openapi;

@@ -124,6 +124,23 @@ fn check_slug(kind: &str, slug: &str, extra: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A workspace's repository or branch: handed to `git` later, so never
+/// something it could read as an option (`-x`, `--upload-pack=…`), and no
+/// control characters (which would garble every message that names it).
+fn check_git_value(what: &str, value: &str) -> Result<()> {
+    if value.starts_with('-') {
+        return Err(Error::InvalidInput(format!(
+            "invalid {what} {value:?}: it cannot begin with '-' (git would read it as an option)"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(format!(
+            "invalid {what} {value:?}: it contains control characters"
+        )));
+    }
+    Ok(())
+}
+
 fn check_nonempty(what: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(Error::InvalidInput(format!("{what} cannot be blank")));
@@ -390,6 +407,8 @@ impl Store {
     pub async fn create_workspace(&self, workspace: &NewWorkspace) -> Result<Workspace> {
         let name = workspace.name.to_ascii_lowercase();
         check_slug("workspace name", &name, b"-_")?;
+        check_git_value("workspace repository", &workspace.repo_url)?;
+        check_git_value("workspace branch", &workspace.branch)?;
         let row: WorkspaceRow = self
             .insert_returning(
                 Sql::new(format!(
@@ -444,6 +463,12 @@ impl Store {
 
     /// Changes a workspace.
     pub async fn update_workspace(&self, id: i64, update: &WorkspaceUpdate) -> Result<()> {
+        if let Some(repo) = &update.repo_url {
+            check_git_value("workspace repository", repo)?;
+        }
+        if let Some(branch) = &update.branch {
+            check_git_value("workspace branch", branch)?;
+        }
         let mut u = Update::new();
         u.set("repo_url", update.repo_url.as_deref())
             .set("branch", update.branch.as_deref())

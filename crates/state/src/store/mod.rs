@@ -20,6 +20,7 @@ pub use admin::{
 };
 pub use flags::{FLAG_MANUAL_DB_MAINTENANCE, FLAG_MODE, FLAG_PAUSED, MODE_DB_MAINTENANCE};
 pub use jobs::{INTERRUPTED_MESSAGE, JobRequestDetail, UpdatedJob};
+pub use tasks::{MAX_AGENT_CLOCK_SKEW, agent_update_time};
 
 use crate::db::{Engine, Pool, Sql};
 use crate::error::{Error, Result};

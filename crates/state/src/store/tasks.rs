@@ -8,6 +8,42 @@ use crate::status::TaskType;
 use crate::store::Store;
 use crate::time_util::{now, to_ns};
 
+/// How far an agent's clock may be from the controller's and still be
+/// believed (see [`agent_update_time`]).
+///
+/// Agents' clocks say more precisely when a stage was reached than the
+/// controller's receive time (a report may wait in a retry queue), so they
+/// set the job's transition times, but only within this bound: an agent
+/// with a clock a year ahead must not freeze its task (every later update
+/// looking older), nor push a job's times into the future.
+pub const MAX_AGENT_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn skew_ns() -> i64 {
+    i64::try_from(MAX_AGENT_CLOCK_SKEW.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The time an agent's update is recorded at: the agent's `timestamp_ns`
+/// clamped to `received_ns` ± [`MAX_AGENT_CLOCK_SKEW`] (`received_ns` is the
+/// store's clock when the update arrived).
+///
+/// Why not the agent's clock alone: it is not the server's to control; a
+/// far-future value would make every later update stale and push the job's
+/// times forward for good. Why not the receive time alone: an agent that
+/// retries a delayed report would have it recorded as newer than reports
+/// sent after it. Within the bound, updates are ordered by the agent's
+/// clock; outside it, by arrival (an agent whose clock is far off has all
+/// its updates clamped to the edge of the window, which moves with arrival
+/// time). Either way an out-of-order *progress* report can be held back by
+/// at most twice the bound, and a *final* report is never held back
+/// ([`Store::update_task`]).
+pub fn agent_update_time(timestamp_ns: i64, received_ns: i64) -> i64 {
+    let skew = skew_ns();
+    timestamp_ns.clamp(
+        received_ns.saturating_sub(skew),
+        received_ns.saturating_add(skew),
+    )
+}
+
 pub(crate) async fn insert_task(tx: &mut Tx, task: &NewTask, now_ns: i64) -> Result<()> {
     if task.id.is_empty() || task.backend.is_empty() {
         return Err(Error::InvalidInput(
@@ -137,36 +173,60 @@ impl Store {
     /// * A task that does not exist or belongs to another backend gives
     ///   [`Error::NotFound`] (the two are not distinguished, so an agent
     ///   learns nothing about other backends).
+    /// * A negative `timestamp_ns` is [`Error::InvalidInput`].
     /// * An update to an inactive task (complete, or deactivated by the
     ///   controller) changes nothing: [`TaskUpdateOutcome::Inactive`]. So a
     ///   retried final update is harmless.
-    /// * An update older than the one recorded (by the agent's timestamp)
-    ///   changes nothing: [`TaskUpdateOutcome::Stale`].
-    /// * Otherwise stage, results, completeness and timestamp are recorded; a
-    ///   complete update also makes the task inactive and sets `finished_at`.
+    /// * The update is recorded at [`agent_update_time`]: the agent's clock,
+    ///   bounded to within [`MAX_AGENT_CLOCK_SKEW`] of this store's clock
+    ///   when the update arrives. A progress update (not `complete`) older
+    ///   than the one recorded changes nothing: [`TaskUpdateOutcome::Stale`]
+    ///   (a recorded time beyond the skew bound, left by an older warden, is
+    ///   not trusted and never makes an update stale).
+    /// * A final update (`complete`) is applied whatever its time, exactly
+    ///   once: it makes the task inactive (setting `finished_at`), so a repeat
+    ///   is `Inactive`. No agent clock can make a task un-completable.
+    /// * Otherwise stage, results, completeness and time are recorded; the
+    ///   recorded time never goes backwards.
     pub async fn update_task(
         &self,
         backend: &str,
         update: &TaskUpdate,
     ) -> Result<TaskUpdateOutcome> {
+        if update.timestamp_ns < 0 {
+            return Err(Error::InvalidInput(format!(
+                "timestamp_ns is negative ({}): it must be nanoseconds since the Unix epoch",
+                update.timestamp_ns
+            )));
+        }
         let mut tx = self.pool.begin().await?;
         let now_ns = to_ns(now());
+        let at_ns = agent_update_time(update.timestamp_ns, now_ns);
+        let trusted_until = now_ns.saturating_add(skew_ns());
+        // A final update skips the staleness check: `$5` is bound as a
+        // boolean on both engines.
         let n = tx
             .execute(
                 Sql::new(
                     "UPDATE tasks SET agent_stage = $3, agent_results = $4, \
-                     agent_complete = $5, agent_timestamp_ns = $6, \
+                     agent_complete = $5, \
+                     agent_timestamp_ns = CASE \
+                       WHEN agent_timestamp_ns IS NULL OR agent_timestamp_ns < $6 \
+                         OR agent_timestamp_ns > $8 THEN $6 \
+                       ELSE agent_timestamp_ns END, \
                      active = NOT $5, finished_at = CASE WHEN $5 THEN $7 ELSE NULL END \
                      WHERE id = $1 AND backend = $2 AND active \
-                     AND (agent_timestamp_ns IS NULL OR agent_timestamp_ns <= $6)",
+                     AND ($5 OR agent_timestamp_ns IS NULL OR agent_timestamp_ns <= $6 \
+                          OR agent_timestamp_ns > $8)",
                 )
                 .bind(&update.task_id)
                 .bind(backend)
                 .bind(&update.stage)
                 .bind(to_json(&update.results))
                 .bind(update.complete)
-                .bind(update.timestamp_ns)
-                .bind(now_ns),
+                .bind(at_ns)
+                .bind(now_ns)
+                .bind(trusted_until),
             )
             .await?;
         if n == 1 {
