@@ -235,3 +235,42 @@ fn graph_refuses_an_invalid_project() {
             .ends_with("project.yaml is invalid: run `warden check` for details\n")
     );
 }
+
+#[test]
+fn check_and_graph_refuse_deep_nesting_with_the_place() {
+    // Block sequences, complex keys, and flow inside block, far deeper than the
+    // limit: an error with line and column, exit 1, never a crash.
+    for text in [
+        format!("{}x\n", "- ".repeat(2000)),
+        format!("{}x\n", "- ".repeat(1_000_000)),
+        format!("{}x\n", "? ".repeat(100_000)),
+        format!(
+            "version: 5\nactions:\n  a:\n    config:\n      {}{}x{}\n",
+            "- ".repeat(100),
+            "[".repeat(200),
+            "]".repeat(200)
+        ),
+    ] {
+        let dir = study(&text);
+        let expected = warden_pipeline::check(&text);
+        let first = expected.first_error().unwrap();
+        assert!(
+            first.message.contains("recursion limit exceeded"),
+            "{}",
+            first.message
+        );
+        let place = format!("project.yaml:{}:{}", first.line, first.column);
+        for args in [&["check"][..], &["graph"][..]] {
+            let out = warden(dir.path(), args);
+            assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+            assert!(out.stderr.contains("recursion limit exceeded"), "{args:?}");
+            assert!(out.stderr.contains(&place), "{args:?}: {place}");
+        }
+        let out = warden(dir.path(), &["check", "--format", "json"]);
+        assert_eq!(out.code, 1);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["errors"][0]["kind"], "yaml");
+        assert_eq!(v["errors"][0]["line"], first.line);
+        assert_eq!(v["errors"][0]["column"], first.column);
+    }
+}

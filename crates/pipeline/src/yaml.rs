@@ -213,6 +213,27 @@ impl<'a> Positions<'a> {
     }
 }
 
+/// How deeply collections may nest: block and flow together, complex keys
+/// included, and also once aliases are expanded. Every walk over a [`Node`] tree
+/// (clone, drop, validation, conversion to JSON) therefore recurses at most this
+/// deep, whatever the input. The tree builder itself is iterative. (The parser
+/// refuses flow collections nested deeper than 255 levels on its own; the reference
+/// fails with a Python `RecursionError` somewhere past 500 levels.)
+pub const MAX_DEPTH: usize = 255;
+
+fn depth_error(span: Span) -> Vec<YamlError> {
+    vec![YamlError {
+        message: depth_message(),
+        span,
+    }]
+}
+
+fn depth_message() -> String {
+    format!(
+        "invalid YAML: recursion limit exceeded (collections nested more than {MAX_DEPTH} levels deep)"
+    )
+}
+
 /// Parses one YAML document. An empty stream is `Ok(None)`.
 pub fn parse(source: &str) -> Result<Option<Node>, Vec<YamlError>> {
     // A byte-order mark is accepted, as the reference accepts it.
@@ -225,28 +246,44 @@ pub fn parse(source: &str) -> Result<Option<Node>, Vec<YamlError>> {
         budget: ALIAS_BUDGET,
         errors: Vec::new(),
         quoted: Vec::new(),
+        stack: Vec::new(),
     };
     let mut document: Option<Node> = None;
     let mut documents = 0usize;
     while let Some((event, span)) = builder.next_event()? {
-        match event {
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
-            Event::DocumentStart(_) => {
-                documents += 1;
-                if documents > 1 {
-                    return Err(vec![YamlError {
-                        message:
-                            "expected a single document in the stream, but found another document"
-                                .into(),
-                        span: positions.span(&span),
-                    }]);
+        if builder.stack.is_empty() {
+            match event {
+                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {
+                    continue;
                 }
-            }
-            other => {
-                let node = builder.node(other, span)?;
-                document = Some(node);
+                Event::DocumentStart(_) => {
+                    documents += 1;
+                    if documents > 1 {
+                        return Err(vec![YamlError {
+                            message:
+                                "expected a single document in the stream, but found another document"
+                                    .into(),
+                            span: positions.span(&span),
+                        }]);
+                    }
+                    continue;
+                }
+                _ => {}
             }
         }
+        if let Some(node) = builder.event(event, span)? {
+            document = Some(node);
+        }
+    }
+    if let Some(frame) = builder.stack.last() {
+        let (inside, span) = match frame {
+            Frame::Seq(f) => ("sequence", f.start),
+            Frame::Map(f) => ("mapping", f.key.as_ref().map_or(f.start, |(k, _)| k.span)),
+        };
+        return Err(vec![YamlError {
+            message: format!("unexpected end of the document inside a {inside}"),
+            span,
+        }]);
     }
     if let Some(err) = misplaced_tab(&positions, &builder.quoted) {
         return Err(vec![err]);
@@ -302,7 +339,12 @@ fn misplaced_tab(positions: &Positions<'_>, quoted: &[(u32, u32)]) -> Option<Yam
 fn scan_error(positions: &Positions<'_>, e: &ScanError) -> YamlError {
     let pos = positions.at_byte(positions.byte(e.marker().index()));
     YamlError {
-        message: format!("invalid YAML: {}", e.info()),
+        // The parser's own nesting limit (flow collections) reads like ours.
+        message: if e.info() == "recursion limit exceeded" {
+            depth_message()
+        } else {
+            format!("invalid YAML: {}", e.info())
+        },
         span: Span {
             start: pos,
             end: pos,
@@ -313,17 +355,66 @@ fn scan_error(positions: &Positions<'_>, e: &ScanError) -> YamlError {
 struct Builder<'p, 'a> {
     positions: &'p Positions<'a>,
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: Vec<Option<Node>>,
+    anchors: Vec<Option<Anchored>>,
     budget: usize,
     errors: Vec<YamlError>,
     /// Byte ranges of quoted and block scalars (where tabs are allowed).
     quoted: Vec<(u32, u32)>,
+    /// The collections open at this point of the event stream, innermost last
+    /// (never longer than [`MAX_DEPTH`]).
+    stack: Vec<Frame<'a>>,
+}
+
+/// A node an anchor names, with what an alias to it costs.
+struct Anchored {
+    node: Node,
+    /// Nodes in it (an upper bound), charged to the alias budget per alias.
+    size: usize,
+    /// Its nesting height: 0 for a scalar, 1 + the highest child for a collection.
+    height: usize,
+}
+
+/// A finished node on its way to its parent.
+struct Built {
+    node: Node,
+    size: usize,
+    height: usize,
+}
+
+/// An open collection.
+enum Frame<'a> {
+    Seq(SeqFrame<'a>),
+    Map(MapFrame<'a>),
+}
+
+struct SeqFrame<'a> {
+    anchor: usize,
+    tag: Option<std::borrow::Cow<'a, saphyr_parser::Tag>>,
+    start: Span,
+    items: Vec<Node>,
+    size: usize,
+    height: usize,
+}
+
+struct MapFrame<'a> {
+    anchor: usize,
+    tag: Option<std::borrow::Cow<'a, saphyr_parser::Tag>>,
+    start: Span,
+    own: Vec<(Node, Node)>,
+    seen: HashMap<String, usize>,
+    merged: Vec<(Node, Node)>,
+    /// The key read, waiting for its value, and whether it is a merge key (`<<`).
+    key: Option<(Node, bool)>,
+    size: usize,
+    height: usize,
 }
 
 /// Identity of a mapping key as a Python dict sees it: numbers compare by
-/// value (`1`, `1.0` and `true` are the same key), strings by content.
-fn key_identity(v: &Value) -> String {
-    match v {
+/// value (`1`, `1.0` and `true` are the same key), strings by content. A
+/// collection used as a key is only ever equal to itself (copies of one alias):
+/// its identity is where it starts.
+fn key_identity(key: &Node) -> String {
+    match &key.value {
         Value::Int(i) => format!("n{i}"),
         Value::Bool(b) => format!("n{}", u8::from(*b)),
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => format!("n{}", *f as i128),
@@ -331,7 +422,9 @@ fn key_identity(v: &Value) -> String {
         Value::BigInt(s) => format!("n{s}"),
         Value::Str(s) => format!("s{s}"),
         Value::Null => "z".to_string(),
-        other => format!("x{other:?}"),
+        Value::Timestamp(s) => format!("t{s}"),
+        Value::Tagged(s) => format!("g{s}"),
+        Value::Seq(_) | Value::Map(_) => format!("x{}", key.span.start.offset),
     }
 }
 
@@ -350,37 +443,33 @@ impl<'a> Builder<'_, 'a> {
         }
     }
 
-    fn expect_event(
-        &mut self,
-        inside: &str,
-        span: Span,
-    ) -> Result<(Event<'a>, saphyr_parser::Span), Vec<YamlError>> {
-        match self.next_event()? {
-            Some(ev) => Ok(ev),
-            None => Err(vec![YamlError {
-                message: format!("unexpected end of the document inside a {inside}"),
-                span,
-            }]),
-        }
-    }
-
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    fn remember(&mut self, anchor: usize, node: &Node, size: usize, height: usize) {
         if anchor == 0 {
             return;
         }
         if self.anchors.len() <= anchor {
-            self.anchors.resize(anchor + 1, None);
+            self.anchors.resize_with(anchor + 1, || None);
         }
-        self.anchors[anchor] = Some(node.clone());
+        self.anchors[anchor] = Some(Anchored {
+            node: node.clone(),
+            size,
+            height,
+        });
     }
 
-    fn node(
+    /// Takes one event inside the document. Returns the root node once it is
+    /// complete. Nothing here recurses: collections are frames on `self.stack`.
+    fn event(
         &mut self,
         event: Event<'a>,
         span: saphyr_parser::Span,
-    ) -> Result<Node, Vec<YamlError>> {
+    ) -> Result<Option<Node>, Vec<YamlError>> {
         let start_span = self.positions.span(&span);
-        match event {
+        let is_merge = matches!(
+            &event,
+            Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<"
+        );
+        let built = match event {
             Event::Alias(id) => {
                 let Some(Some(target)) = self.anchors.get(id) else {
                     return Err(vec![YamlError {
@@ -388,17 +477,23 @@ impl<'a> Builder<'_, 'a> {
                         span: start_span,
                     }]);
                 };
-                let size = count_nodes(target);
-                if size > self.budget {
+                if target.size > self.budget {
                     return Err(vec![YamlError {
                         message: "too many alias expansions: the document is too large once its aliases are expanded".into(),
                         span: start_span,
                     }]);
                 }
-                self.budget -= size;
-                let mut copy = target.clone();
-                copy.span = start_span;
-                Ok(copy)
+                if self.stack.len() + target.height > MAX_DEPTH {
+                    return Err(depth_error(start_span));
+                }
+                self.budget -= target.size;
+                let mut node = target.node.clone();
+                node.span = start_span;
+                Built {
+                    node,
+                    size: target.size,
+                    height: target.height,
+                }
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if style != ScalarStyle::Plain {
@@ -413,90 +508,146 @@ impl<'a> Builder<'_, 'a> {
                     value,
                     span: start_span,
                 };
-                self.remember(anchor, &node);
-                Ok(node)
+                self.remember(anchor, &node, 1, 0);
+                Built {
+                    node,
+                    size: 1,
+                    height: 0,
+                }
             }
             Event::SequenceStart(anchor, tag) => {
-                let mut items = Vec::new();
-                let end;
-                loop {
-                    let (ev, sp) = self.expect_event("sequence", start_span)?;
-                    if let Event::SequenceEnd = ev {
-                        end = self.positions.span(&sp).end;
-                        break;
-                    }
-                    items.push(self.node(ev, sp)?);
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(depth_error(start_span));
                 }
-                items.shrink_to_fit();
-                Ok(self.collection(anchor, tag, "seq", Value::Seq(items), start_span, end))
+                self.stack.push(Frame::Seq(SeqFrame {
+                    anchor,
+                    tag,
+                    start: start_span,
+                    items: Vec::new(),
+                    size: 1,
+                    height: 1,
+                }));
+                return Ok(None);
             }
             Event::MappingStart(anchor, tag) => {
-                let mut own: Vec<(Node, Node)> = Vec::new();
-                let mut seen: HashMap<String, usize> = HashMap::new();
-                let mut merged: Vec<(Node, Node)> = Vec::new();
-                let end;
-                loop {
-                    let (ev, sp) = self.expect_event("mapping", start_span)?;
-                    if let Event::MappingEnd = ev {
-                        end = self.positions.span(&sp).end;
-                        break;
-                    }
-                    let is_merge = matches!(
-                        &ev,
-                        Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<"
-                    );
-                    let key = self.node(ev, sp)?;
-                    let (vev, vsp) = self.expect_event("mapping", key.span)?;
-                    let value = self.node(vev, vsp)?;
-                    if is_merge {
-                        self.merge_into(&mut merged, &value)?;
-                        continue;
-                    }
-                    let id = key_identity(&key.value);
-                    if let Some(&first) = seen.get(&id) {
-                        let first = &own[first].0;
-                        self.errors.push(YamlError {
-                            message: format!(
-                                "found duplicate key {} (first defined at line {}, column {})",
-                                describe_key(&key.value),
-                                first.span.start.line,
-                                first.span.start.column
-                            ),
-                            span: key.span,
-                        });
-                        continue;
-                    }
-                    seen.insert(id, own.len());
-                    own.push((key, value));
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(depth_error(start_span));
                 }
-                for (k, v) in merged {
-                    if seen.insert(key_identity(&k.value), own.len()).is_none() {
-                        own.push((k, v));
-                    }
-                }
-                own.shrink_to_fit();
-                Ok(self.collection(anchor, tag, "map", Value::Map(own), start_span, end))
+                self.stack.push(Frame::Map(MapFrame {
+                    anchor,
+                    tag,
+                    start: start_span,
+                    own: Vec::new(),
+                    seen: HashMap::new(),
+                    merged: Vec::new(),
+                    key: None,
+                    size: 1,
+                    height: 1,
+                }));
+                return Ok(None);
             }
-            Event::SequenceEnd | Event::MappingEnd => Err(vec![YamlError {
-                message: "unexpected end of a collection".into(),
-                span: start_span,
-            }]),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = self.stack.pop() else {
+                    return Err(vec![YamlError {
+                        message: "unexpected end of a collection".into(),
+                        span: start_span,
+                    }]);
+                };
+                self.finish(frame, start_span.end)
+            }
             Event::StreamStart
             | Event::StreamEnd
             | Event::DocumentStart(_)
             | Event::DocumentEnd
-            | Event::Nothing => Err(vec![YamlError {
-                message: "expected a value".into(),
-                span: start_span,
-            }]),
+            | Event::Nothing => {
+                return Err(vec![YamlError {
+                    message: "expected a value".into(),
+                    span: start_span,
+                }]);
+            }
+        };
+        self.deliver(built, is_merge)
+    }
+
+    /// Hands a finished node to the innermost open collection (or returns it as
+    /// the root).
+    fn deliver(&mut self, built: Built, is_merge: bool) -> Result<Option<Node>, Vec<YamlError>> {
+        match self.stack.last_mut() {
+            None => Ok(Some(built.node)),
+            Some(Frame::Seq(f)) => {
+                f.size += built.size;
+                f.height = f.height.max(built.height + 1);
+                f.items.push(built.node);
+                Ok(None)
+            }
+            Some(Frame::Map(f)) => {
+                f.size += built.size;
+                f.height = f.height.max(built.height + 1);
+                let Some((key, key_is_merge)) = f.key.take() else {
+                    f.key = Some((built.node, is_merge));
+                    return Ok(None);
+                };
+                let value = built.node;
+                if key_is_merge {
+                    merge_into(&mut f.merged, &value)?;
+                    return Ok(None);
+                }
+                let id = key_identity(&key);
+                if let Some(&first) = f.seen.get(&id) {
+                    let first = &f.own[first].0;
+                    self.errors.push(YamlError {
+                        message: format!(
+                            "found duplicate key {} (first defined at line {}, column {})",
+                            describe_key(&key.value),
+                            first.span.start.line,
+                            first.span.start.column
+                        ),
+                        span: key.span,
+                    });
+                    return Ok(None);
+                }
+                f.seen.insert(id, f.own.len());
+                f.own.push((key, value));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Closes a collection whose end event was read (`end` is where that event ends).
+    fn finish(&mut self, frame: Frame<'a>, end: Pos) -> Built {
+        match frame {
+            Frame::Seq(mut f) => {
+                f.items.shrink_to_fit();
+                let node = self.collection(f.tag, "seq", Value::Seq(f.items), f.start, end);
+                self.remember(f.anchor, &node, f.size, f.height);
+                Built {
+                    node,
+                    size: f.size,
+                    height: f.height,
+                }
+            }
+            Frame::Map(mut f) => {
+                for (k, v) in f.merged {
+                    if f.seen.insert(key_identity(&k), f.own.len()).is_none() {
+                        f.own.push((k, v));
+                    }
+                }
+                f.own.shrink_to_fit();
+                let node = self.collection(f.tag, "map", Value::Map(f.own), f.start, end);
+                self.remember(f.anchor, &node, f.size, f.height);
+                Built {
+                    node,
+                    size: f.size,
+                    height: f.height,
+                }
+            }
         }
     }
 
     /// Finishes a sequence or mapping: an unresolved tag makes it a tagged
-    /// value, the span runs to its end, and its anchor (if any) remembers it.
+    /// value, and the span runs to its end.
     fn collection(
-        &mut self,
-        anchor: usize,
+        &self,
         tag: Option<std::borrow::Cow<'_, saphyr_parser::Tag>>,
         kind: &str,
         value: Value,
@@ -509,50 +660,44 @@ impl<'a> Builder<'_, 'a> {
             }
             _ => value,
         };
-        let node = Node {
+        Node {
             value,
             span: Span {
                 start: start_span.start,
                 end: end.max_by_offset(start_span.end),
             },
-        };
-        self.remember(anchor, &node);
-        node
+        }
     }
+}
 
-    /// Applies a merge key's value (`<<: *a` or `<<: [*a, *b]`): keys not already
-    /// merged are added, earlier sources winning.
-    fn merge_into(
-        &mut self,
-        merged: &mut Vec<(Node, Node)>,
-        value: &Node,
-    ) -> Result<(), Vec<YamlError>> {
-        let sources: Vec<&Node> = match &value.value {
-            Value::Map(_) => vec![value],
-            Value::Seq(items) => items.iter().collect(),
-            _ => {
-                return Err(vec![YamlError {
-                    message: "a merge key (`<<`) needs a mapping or a list of mappings".into(),
-                    span: value.span,
-                }]);
-            }
+/// Applies a merge key's value (`<<: *a` or `<<: [*a, *b]`): keys not already
+/// merged are added, earlier sources winning.
+fn merge_into(merged: &mut Vec<(Node, Node)>, value: &Node) -> Result<(), Vec<YamlError>> {
+    let sources: Vec<&Node> = match &value.value {
+        Value::Map(_) => vec![value],
+        Value::Seq(items) => items.iter().collect(),
+        _ => {
+            return Err(vec![YamlError {
+                message: "a merge key (`<<`) needs a mapping or a list of mappings".into(),
+                span: value.span,
+            }]);
+        }
+    };
+    for source in sources {
+        let Value::Map(entries) = &source.value else {
+            return Err(vec![YamlError {
+                message: "a merge key (`<<`) needs a mapping or a list of mappings".into(),
+                span: source.span,
+            }]);
         };
-        for source in sources {
-            let Value::Map(entries) = &source.value else {
-                return Err(vec![YamlError {
-                    message: "a merge key (`<<`) needs a mapping or a list of mappings".into(),
-                    span: source.span,
-                }]);
-            };
-            for (k, v) in entries {
-                let id = key_identity(&k.value);
-                if !merged.iter().any(|(mk, _)| key_identity(&mk.value) == id) {
-                    merged.push((k.clone(), v.clone()));
-                }
+        for (k, v) in entries {
+            let id = key_identity(k);
+            if !merged.iter().any(|(mk, _)| key_identity(mk) == id) {
+                merged.push((k.clone(), v.clone()));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 trait MaxByOffset {
@@ -566,19 +711,6 @@ impl MaxByOffset for Pos {
         } else {
             other
         }
-    }
-}
-
-fn count_nodes(node: &Node) -> usize {
-    match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| count_nodes(k) + count_nodes(v))
-                .sum::<usize>()
-        }
-        _ => 1,
     }
 }
 

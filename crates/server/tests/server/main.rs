@@ -10,6 +10,8 @@ mod api;
 mod concurrency;
 /// kill -9 of the server (a child process) in the middle of scheduling.
 mod crash;
+/// Deeply nested project.yaml files are refused; the server keeps serving.
+mod deep_yaml;
 /// A test acting as the agent drives jobs through their whole life.
 mod lifecycle;
 /// Size limits on request bodies and on project.yaml.
