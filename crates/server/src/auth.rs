@@ -24,7 +24,7 @@ use axum::http::request::Parts;
 use warden_state::{JobRequest, User, Workspace};
 
 use crate::app::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, shown};
 
 /// Global role: may do everything.
 pub const ROLE_ADMIN: &str = "admin";
@@ -166,7 +166,10 @@ pub async fn authenticate_backend(
     let token = bearer(headers)?.ok_or_else(missing)?;
     let owner = state.store.backend_for_token(token).await?;
     if state.store.get_backend(slug).await?.is_none() {
-        return Err(AppError::NotFound(format!("Backend '{slug}' not found")));
+        return Err(AppError::NotFound(format!(
+            "Backend '{}' not found",
+            shown(slug)
+        )));
     }
     match owner {
         None => {

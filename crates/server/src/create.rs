@@ -27,8 +27,9 @@ use warden_state::{JobRequestStatus, NewJob, NewJobRequest, State};
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::AppError;
+use crate::error::{AppError, shown};
 use crate::views::{CreateJobRequestResponse, JobRequestView};
+use warden_pipeline::escape::needs_escape;
 
 /// The body of `POST /api/v1/job-requests`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -146,17 +147,33 @@ pub async fn create_job_request(
     if body.actions.iter().any(|a| a.is_empty()) {
         return Err(AppError::bad_request("Action names cannot be blank"));
     }
+    // No action of a valid pipeline has such a name, and the planner's
+    // messages would repeat it.
+    if let Some(bad) = body
+        .actions
+        .iter()
+        .find(|a| a.chars().any(|c| c != '\\' && needs_escape(c)))
+    {
+        return Err(AppError::bad_request(format!(
+            "Invalid action name '{}': it contains control or invisible characters",
+            shown(bad)
+        )));
+    }
 
     let workspace = state
         .store
         .get_workspace_by_name(&body.workspace.to_lowercase())
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Workspace '{}' not found", body.workspace)))?;
+        .ok_or_else(|| {
+            AppError::NotFound(format!("Workspace '{}' not found", shown(&body.workspace)))
+        })?;
     let backend = state
         .store
         .get_backend(&body.backend)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Backend '{}' not found", body.backend)))?;
+        .ok_or_else(|| {
+            AppError::NotFound(format!("Backend '{}' not found", shown(&body.backend)))
+        })?;
     user.check_may_run(state, &workspace, &backend.slug).await?;
     if !backend.active {
         return Err(AppError::bad_request(format!(

@@ -35,6 +35,14 @@ pub struct ErrorBody {
     pub valid_actions: Option<Vec<String>>,
 }
 
+/// `text` from a request or a repository (a name, an id, a path) as it may
+/// appear in an error message or a log line: control, bidirectional and
+/// invisible characters escaped (`warden_pipeline::escape`), so that no
+/// request can forge a log line or garble a terminal.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    warden_pipeline::escape::escape_name(text)
+}
+
 /// The cause of a 5xx response, for the log only.
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub String);

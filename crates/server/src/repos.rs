@@ -212,11 +212,13 @@ impl AppError {
 /// failures are 502. Messages are already redacted by `warden-git`.
 fn git_error(e: GitError) -> AppError {
     match e.kind() {
+        // The messages name the branch and commit as the request gave them.
         ErrorKind::NotFound | ErrorKind::InvalidInput => AppError::BadRequest {
             code: "git",
-            message: e.to_string(),
+            message: crate::error::shown(&e.to_string()).into_owned(),
         },
         ErrorKind::Failed => {
+            let e = crate::error::shown(&e.to_string()).into_owned();
             tracing::warn!(error = %e, "git failed");
             AppError::Upstream(format!("could not read the repository: {e}"))
         }

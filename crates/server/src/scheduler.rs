@@ -627,7 +627,7 @@ impl Scheduler {
                 if done.change.state_changed(&done.job) || done.job.state.is_final() {
                     tracing::info!(
                         job_id = %done.job.id,
-                        action = %done.job.action,
+                        action = %crate::error::shown(&done.job.action),
                         state = %done.job.state,
                         status_code = %done.job.status_code,
                         "{}",

@@ -107,6 +107,22 @@ pub(crate) trait Row:
 impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
 {}
 
+/// Refuses text holding a NUL character before it reaches a database:
+/// PostgreSQL cannot store one (and fails the statement), so neither engine
+/// accepts it, as a lookup or a write; an id or name from a request that
+/// holds one is bad input, never a fault of the store.
+fn check_args(args: &[Arg]) -> Result<()> {
+    if args
+        .iter()
+        .any(|a| matches!(a, Arg::Text(Some(t)) if t.contains('\0')))
+    {
+        return Err(crate::error::Error::InvalidInput(
+            "text containing a NUL character cannot be stored or looked up".into(),
+        ));
+    }
+    Ok(())
+}
+
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
         let mut q = $query;
@@ -137,6 +153,7 @@ macro_rules! impl_exec {
             /// Runs a statement; returns the number of rows affected.
             pub async fn execute(&mut self, sql: Sql) -> Result<u64> {
                 let Sql { text, args } = sql;
+                check_args(&args)?;
                 Ok(match self {
                     $ty::Sqlite(c) => bind_args!(sqlx::query(&text), args)
                         .execute(&mut **c)
@@ -151,6 +168,7 @@ macro_rules! impl_exec {
 
             pub async fn fetch_all<T: Row>(&mut self, sql: Sql) -> Result<Vec<T>> {
                 let Sql { text, args } = sql;
+                check_args(&args)?;
                 Ok(match self {
                     $ty::Sqlite(c) => {
                         bind_args!(sqlx::query_as::<_, T>(&text), args)
@@ -167,6 +185,7 @@ macro_rules! impl_exec {
 
             pub async fn fetch_optional<T: Row>(&mut self, sql: Sql) -> Result<Option<T>> {
                 let Sql { text, args } = sql;
+                check_args(&args)?;
                 Ok(match self {
                     $ty::Sqlite(c) => {
                         bind_args!(sqlx::query_as::<_, T>(&text), args)
@@ -183,6 +202,7 @@ macro_rules! impl_exec {
 
             pub async fn fetch_one<T: Row>(&mut self, sql: Sql) -> Result<T> {
                 let Sql { text, args } = sql;
+                check_args(&args)?;
                 Ok(match self {
                     $ty::Sqlite(c) => {
                         bind_args!(sqlx::query_as::<_, T>(&text), args)

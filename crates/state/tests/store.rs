@@ -35,6 +35,7 @@ db_tests!(
     audit_log_is_append_only,
     admin_records,
     workspace_git_values_cannot_be_options,
+    nul_characters_are_bad_input,
     backend_tokens_and_last_seen,
     derived_request_status,
     listing,
@@ -1113,6 +1114,33 @@ async fn workspace_git_values_cannot_be_options(db: &TestDb) {
         (unchanged.repo_url.as_str(), unchanged.branch.as_str()),
         ("/srv/repo.git", "main")
     );
+}
+
+/// PostgreSQL cannot hold a NUL character, so neither engine takes one, as
+/// a lookup key or a value: bad input, never a database failure.
+async fn nul_characters_are_bad_input(db: &TestDb) {
+    let store = &db.store;
+    for text in ["\0", "a\0b", "job\0-001", "\0\0"] {
+        let bad = |r: Result<(), Error>| {
+            assert!(
+                matches!(&r, Err(Error::InvalidInput(m)) if m.contains("NUL")),
+                "{text:?}: {r:?}"
+            );
+        };
+        bad(store.get_job_request(text).await.map(drop));
+        bad(store.get_job(text).await.map(drop));
+        bad(store.get_task(text).await.map(drop));
+        bad(store.get_backend(text).await.map(drop));
+        bad(store.get_workspace_by_name(text).await.map(drop));
+        bad(store
+            .create_backend(&NewBackend {
+                slug: "b".into(),
+                name: text.into(),
+            })
+            .await
+            .map(drop));
+    }
+    assert!(store.get_backend("b").await.unwrap().is_none());
 }
 
 async fn update_job_is_atomic_with_tasks(db: &TestDb) {

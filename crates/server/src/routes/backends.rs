@@ -6,7 +6,7 @@ use warden_state::{FLAG_PAUSED, State as JobState};
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{AppError, AppPath, ErrorBody};
+use crate::error::{AppError, AppPath, ErrorBody, shown};
 use crate::scheduler::{FLAG_MAX_DB_WORKERS, FLAG_MAX_WORKERS};
 use crate::views::{BackendList, BackendView, FlagView, rfc3339};
 
@@ -84,7 +84,7 @@ async fn set_paused(
         .store
         .get_backend(slug)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Backend '{slug}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Backend '{}' not found", shown(slug))))?;
     state.store.set_paused(slug, paused).await?;
     super::audit(
         state,

@@ -16,7 +16,7 @@ use warden_state::JobRequestFilter;
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::create::{CreateJobRequest, create_job_request};
-use crate::error::{AppBytes, AppError, AppJson, AppPath, AppQuery, ErrorBody};
+use crate::error::{AppBytes, AppError, AppJson, AppPath, AppQuery, ErrorBody, shown};
 use crate::views::{
     CancelResponse, CreateJobRequestResponse, JobRequestList, JobRequestView, JobView,
 };
@@ -117,7 +117,7 @@ async fn load(state: &AppState, id: &str) -> Result<JobRequestView, AppError> {
         .store
         .job_request_detail(id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Job request '{id}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Job request '{}' not found", shown(id))))?;
     Ok(JobRequestView::new(&detail.request, &detail.jobs, true))
 }
 
@@ -188,7 +188,7 @@ pub async fn cancel(
         .store
         .get_job_request(&id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Job request '{id}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Job request '{}' not found", shown(&id))))?;
     user.check_may_cancel(&state, &request).await?;
     let jobs = state.store.jobs_for_request(&id).await?;
     let actions: Vec<String> = match body.actions {
@@ -202,7 +202,7 @@ pub async fn cancel(
                 missing.sort_unstable();
                 return Err(AppError::NotFound(format!(
                     "Jobs matching requested cancelled actions could not be found: {}",
-                    missing.join(",")
+                    shown(&missing.join(","))
                 )));
             }
             actions
@@ -264,7 +264,7 @@ pub async fn events(
         .store
         .job_request_detail(&id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Job request '{id}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Job request '{}' not found", shown(&id))))?;
     let mut shutdown = state.shutdown.clone();
     let stream = async_stream(move |yielder| async move {
         let request = detail.request;

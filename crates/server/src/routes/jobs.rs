@@ -8,7 +8,7 @@ use warden_state::JobFilter;
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{AppError, AppPath, AppQuery, ErrorBody};
+use crate::error::{AppError, AppPath, AppQuery, ErrorBody, shown};
 use crate::views::{CancelResponse, JobList, JobView};
 
 /// Filters for listing jobs.
@@ -95,7 +95,7 @@ pub async fn get(
         .store
         .get_job(&id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Job '{id}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Job '{}' not found", shown(&id))))?;
     Ok(Json(JobView::from(&job)))
 }
 
@@ -123,7 +123,7 @@ pub async fn cancel(
         .store
         .get_job(&id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Job '{id}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Job '{}' not found", shown(&id))))?;
     let request = state
         .store
         .get_job_request(&job.job_request_id)

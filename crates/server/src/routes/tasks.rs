@@ -25,7 +25,7 @@ use warden_state::{TaskType, TaskUpdate, TaskUpdateOutcome};
 use crate::app::AppState;
 use crate::auth::authenticate_backend;
 use crate::definition::TaskUpdateBody;
-use crate::error::{AppError, AppJson, AppPath, ErrorBody};
+use crate::error::{AppError, AppJson, AppPath, ErrorBody, shown};
 use crate::views::{TaskList, TaskUpdateResponse, TaskView};
 
 /// The backend's active tasks, oldest first. Records that its agent was
@@ -91,9 +91,15 @@ pub async fn update(
         .get_task(&id)
         .await?
         .filter(|t| t.backend == slug)
-        .ok_or_else(|| AppError::NotFound(format!("Task '{id}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Task '{}' not found", shown(&id))))?;
     let results = match body.results {
-        Some(r) => Some(r.sanitise().map_err(AppError::bad_request)?),
+        Some(r) => {
+            let mut r = r.sanitise().map_err(AppError::bad_request)?;
+            // The message becomes part of the job's status message, which
+            // people read and the log repeats.
+            r.status_message = r.status_message.map(|m| shown(&m).into_owned());
+            Some(r)
+        }
         None => None,
     };
     if body.complete && results.is_none() && task.task_type == TaskType::RunJob {

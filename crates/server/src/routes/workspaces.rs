@@ -5,7 +5,7 @@ use axum::extract::State;
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{AppError, AppPath, ErrorBody};
+use crate::error::{AppError, AppPath, ErrorBody, shown};
 use crate::views::{ActionStatusView, WorkspaceList, WorkspaceView, rfc3339};
 
 async fn view(
@@ -91,6 +91,6 @@ pub async fn get(
         .store
         .get_workspace_by_name(&name.to_lowercase())
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("Workspace '{name}' not found")))?;
+        .ok_or_else(|| AppError::NotFound(format!("Workspace '{}' not found", shown(&name))))?;
     Ok(Json(view(&state, w, true).await?))
 }

@@ -12,6 +12,8 @@ mod concurrency;
 mod crash;
 /// Deeply nested project.yaml files are refused; the server keeps serving.
 mod deep_yaml;
+/// Hostile text in requests is escaped in answers.
+mod hostile;
 /// A test acting as the agent drives jobs through their whole life.
 mod lifecycle;
 /// Size limits on request bodies and on project.yaml.
