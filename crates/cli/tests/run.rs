@@ -962,3 +962,115 @@ fn a_corrupt_history_says_which_file_and_how_to_recover() {
     let again = study.warden(&["run", "quick"]);
     assert_eq!(again.code, 0, "{}", again.dump());
 }
+
+/// Hostile file names: terminal escapes, carriage returns, newlines,
+/// right-to-left overrides, bells, tabs, backslashes, from a fixed seed.
+fn hostile_names(count: usize) -> Vec<String> {
+    let parts = [
+        "\u{1b}[2J",
+        "\r",
+        "a\nb",
+        "\u{202e}",
+        "\t",
+        "\\",
+        "\u{7}",
+        "x",
+        "é",
+        "1",
+        "\u{200b}",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|i| {
+            let mut name = format!("n{i}");
+            for _ in 0..1 + next() % 4 {
+                name.push_str(parts[(next() % parts.len() as u64) as usize]);
+            }
+            name.push_str(".csv");
+            name
+        })
+        .collect()
+}
+
+/// `printf` octal escapes that make `name` in a POSIX shell.
+fn printf_octal(name: &str) -> String {
+    name.bytes().map(|b| format!("\\{b:03o}")).collect()
+}
+
+#[test]
+fn hostile_file_names_are_escaped_wherever_warden_run_prints_them() {
+    if !common::docker(&[BUSYBOX]) {
+        return;
+    }
+    let outputs = hostile_names(24);
+    let strays = hostile_names(30)[24..].to_vec();
+    let mut script = String::from("mkdir -p output stray\n");
+    for name in &outputs {
+        script.push_str(&format!(
+            "printf x > \"output/$(printf '{}')\"\n",
+            printf_octal(name)
+        ));
+    }
+    for name in &strays {
+        script.push_str(&format!(
+            "printf x > \"stray/$(printf '{}')\"\n",
+            printf_octal(name)
+        ));
+    }
+    let study = Study::new(&project(
+        "  names:
+    run: busybox:latest sh analysis/make.sh
+    outputs:
+      highly_sensitive:
+        data: output/*.csv
+        missing: output/missing.txt
+",
+    ));
+    study.write("analysis/make.sh", &script);
+    let out = study.warden(&["run", "names"]);
+    assert_eq!(out.code, 1, "{}", out.dump());
+    let log = std::fs::read_to_string(study.path("metadata/names.log")).unwrap();
+    let job = study.job("names");
+    for (what, text) in [
+        ("stdout", out.stdout.as_str()),
+        ("stderr", out.stderr.as_str()),
+        ("metadata/names.log", log.as_str()),
+        ("the recorded status", job.status_message.as_str()),
+    ] {
+        for bad in ['\u{1b}', '\r', '\u{7}', '\u{202e}', '\u{200b}', '\t'] {
+            assert!(!text.contains(bad), "{what} holds {bad:?} raw:\n{text}");
+        }
+    }
+    // every output is recorded by its exact name and shown escaped
+    let recorded = job.outputs.clone().unwrap_or_default();
+    for name in &outputs {
+        let rel = format!("output/{name}");
+        assert!(recorded.contains_key(&rel), "{rel:?} not recorded");
+        assert_eq!(std::fs::read_to_string(study.path(&rel)).unwrap(), "x");
+        let shown = warden_pipeline::escape::escape_name(&rel);
+        assert!(
+            out.summary().contains(shown.as_ref()),
+            "{shown} not shown\n{}",
+            out.dump()
+        );
+        assert!(
+            log.contains(shown.as_ref()),
+            "{shown} not in the log\n{log}"
+        );
+    }
+    // the files no pattern matched are named, escaped, in the hint
+    for name in &strays {
+        let shown = warden_pipeline::escape::escape_name(&format!("stray/{name}")).into_owned();
+        assert!(
+            out.summary().contains(&shown),
+            "{shown} not in the hint\n{}",
+            out.dump()
+        );
+    }
+}

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
+use warden_pipeline::escape::escape_path;
 
 /// The payload of an [`io::Error`] raised when a path component is a
 /// symbolic link (or something else that is not a directory) where a
@@ -50,7 +51,7 @@ impl std::fmt::Display for LinkRefused {
         write!(
             f,
             "{} is {} where a directory was needed; warden never writes through links",
-            self.component.display(),
+            escape_path(&self.component),
             self.what
         )
     }
@@ -87,7 +88,10 @@ fn components(rel: &Path) -> io::Result<Vec<&OsStr>> {
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("{} is not a relative path inside the tree", rel.display()),
+                    format!(
+                        "{} is not a relative path inside the tree",
+                        escape_path(rel)
+                    ),
                 ));
             }
         }
@@ -279,7 +283,7 @@ impl Tree {
         if out.len() as u64 > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} is larger than {limit} bytes", rel.display()),
+                format!("{} is larger than {limit} bytes", escape_path(rel)),
             ));
         }
         Ok(Some(out))
@@ -303,7 +307,7 @@ pub(crate) fn open_regular_at(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -
     if !file.metadata()?.file_type().is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", shown.display()),
+            format!("{} is not a regular file", escape_path(shown)),
         ));
     }
     Ok(file)
@@ -314,7 +318,7 @@ fn remove_in(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> io::Result<()> 
         Err(e) if e == Errno::NOENT => Ok(()),
         Err(e) => Err(e.into()),
         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-            tracing::warn!(path = %shown.display(), "a directory stands where a file was expected; left alone");
+            tracing::warn!(path = %escape_path(shown), "a directory stands where a file was expected; left alone");
             Ok(())
         }
         Ok(_) => match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {

@@ -31,6 +31,7 @@ use crate::types::{
 };
 use crate::util::{is_safe_relative, now_ns, now_secs, parse_docker_time_ns, safe_join};
 use crate::{Executor, fsops};
+use warden_pipeline::escape::escape_name;
 
 /// Time limit for inspecting a container when deriving status.
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,6 +40,9 @@ const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// the disk. The job log keeps a head and tail of it (see `logcap`).
 const DOCKER_LOG_FILES: &str = "5";
 const DOCKER_LOG_FILE_SIZE: &str = "20m";
+/// Longest name shown in the unmatched-patterns hint (a job's tree can be
+/// deeper than `PATH_MAX`); longer ones are cut in the middle.
+const MAX_HINT_NAME: usize = 300;
 /// Most undeclared files listed in the unmatched-patterns hint.
 const MAX_HINT_FILES: usize = 100;
 /// Smallest process limit accepted (Docker reads 0 as "no limit").
@@ -743,8 +747,11 @@ impl DockerExecutor {
         } else if exit_code == Some(0) {
             if !results.unmatched_outputs.is_empty() {
                 // a job that scatters thousands of files gets a readable hint
-                let shown = &results.unmatched_outputs
-                    [..results.unmatched_outputs.len().min(MAX_HINT_FILES)];
+                let shown: Vec<String> = results.unmatched_outputs
+                    [..results.unmatched_outputs.len().min(MAX_HINT_FILES)]
+                    .iter()
+                    .map(|name| shorten(&escape_name(name)))
+                    .collect();
                 let mut hint = format!(
                     "\n  Did you mean to match one of these files instead?\n - {}",
                     shown.join("\n   - ")
@@ -757,7 +764,12 @@ impl DockerExecutor {
             }
             Some(format!(
                 "\n  No outputs found matching patterns:\n - {}",
-                results.unmatched_patterns.join("\n   - ")
+                results
+                    .unmatched_patterns
+                    .iter()
+                    .map(|p| escape_name(p))
+                    .collect::<Vec<_>>()
+                    .join("\n   - ")
             ))
         } else if let Some(limit) = self.pids_limit_reached(job) {
             Some(format!(
@@ -796,6 +808,18 @@ impl DockerExecutor {
         tracing::info!(job = %job.id, action = %job.action, message = ?results.status_message, "job finalized");
         Ok(results)
     }
+}
+
+/// `name` cut to [`MAX_HINT_NAME`] characters in the middle, saying so.
+fn shorten(name: &str) -> String {
+    let count = name.chars().count();
+    if count <= MAX_HINT_NAME {
+        return name.to_string();
+    }
+    let keep = MAX_HINT_NAME / 2;
+    let head: String = name.chars().take(keep).collect();
+    let tail: String = name.chars().skip(count - keep).collect();
+    format!("{head}…[{} characters]…{tail}", count - 2 * keep)
 }
 
 /// 1-128 characters of `A-Z a-z 0-9 _ . -`, not starting with `.` or `-`.

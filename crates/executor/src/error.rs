@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use warden_pipeline::escape::{escape_name, escape_path};
+
 use crate::types::ExecutorState;
 
 /// Everything that can go wrong while the executor works on a job.
@@ -53,7 +55,11 @@ pub enum ExecutorError {
 
     /// An input file (an output of one of the job's `needs`) is missing from the
     /// high-privacy workspace.
-    #[error("The file {file} doesn't exist in workspace {workspace} as requested for job {job_id}")]
+    #[error(
+        "The file {} doesn't exist in workspace {} as requested for job {job_id}",
+        escape_name(file),
+        escape_name(workspace)
+    )]
     MissingInput {
         /// Relative path of the input.
         file: String,
@@ -65,7 +71,9 @@ pub enum ExecutorError {
 
     /// An input file exists but is not a regular file (a symlink, directory, fifo…).
     #[error(
-        "The file {file} in workspace {workspace} requested for job {job_id} is not a regular file ({kind})"
+        "The file {} in workspace {} requested for job {job_id} is not a regular file ({kind})",
+        escape_name(file),
+        escape_name(workspace)
     )]
     InputNotRegularFile {
         /// Relative path of the input.
@@ -79,7 +87,10 @@ pub enum ExecutorError {
     },
 
     /// The code directory to copy into the job does not exist or is not a directory.
-    #[error("code directory {path} for job {job_id} does not exist or is not a directory")]
+    #[error(
+        "code directory {} for job {job_id} does not exist or is not a directory",
+        escape_path(path)
+    )]
     CodeDirMissing {
         /// The path given in the job definition.
         path: PathBuf,
@@ -108,7 +119,7 @@ pub enum ExecutorError {
     },
 
     /// A filesystem operation failed.
-    #[error("{operation} {path}: {source}")]
+    #[error("{operation} {}: {source}", escape_path(path))]
     Io {
         /// What we were doing (e.g. "copying output").
         operation: &'static str,
@@ -123,8 +134,10 @@ pub enum ExecutorError {
     /// component in a study, job or store is a link (or a file) where a
     /// directory was needed. Writes never follow links.
     #[error(
-        "refusing to write {path}: {component} is {what} where a directory was needed, and warden \
-         never writes through a link; replace it with a real directory (or remove it) and run again"
+        "refusing to write {}: {} is {what} where a directory was needed, and warden \
+         never writes through a link; replace it with a real directory (or remove it) and run again",
+        escape_path(path),
+        escape_path(component)
     )]
     LinkInPath {
         /// What was being written (or read).
@@ -163,7 +176,7 @@ pub enum ExecutorError {
     },
 
     /// A JSON file we own (metadata, manifest) could not be read or written.
-    #[error("{operation} {path}: {source}")]
+    #[error("{operation} {}: {source}", escape_path(path))]
     Json {
         /// What we were doing.
         operation: &'static str,

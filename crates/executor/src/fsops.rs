@@ -15,6 +15,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use crate::beneath::{DirCache, Tree};
 use crate::error::{ExecutorError, Result};
 use crate::glob::Glob;
+use warden_pipeline::escape::escape_path;
 
 /// What a directory entry is, without following symlinks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,7 +293,7 @@ pub(crate) fn copy_code_tree(
                     stats.symlinks += 1;
                 }
                 other => {
-                    tracing::warn!(path = %from.display(), kind = other.describe(), "not copying special file into job");
+                    tracing::warn!(path = %escape_path(&from), kind = other.describe(), "not copying special file into job");
                     stats.skipped_special.push(rel);
                 }
             }
@@ -317,7 +318,7 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<fs::File> {
     if !meta.file_type().is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", path.display()),
+            format!("{} is not a regular file", escape_path(path)),
         ));
     }
     Ok(file)
@@ -386,11 +387,11 @@ pub(crate) fn remove_tree_in(parent: &Tree, name: &Path) -> Vec<String> {
     let shown = parent.path().join(name);
     match rustix::fs::statat(parent.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
         Err(e) if e == rustix::io::Errno::NOENT => return Vec::new(),
-        Err(e) => return vec![format!("inspecting {}: {e}", shown.display())],
+        Err(e) => return vec![format!("inspecting {}: {e}", escape_path(&shown))],
         Ok(st) if kind_of_mode(st.st_mode) != Kind::Dir => {
             return match rustix::fs::unlinkat(parent.fd(), name, AtFlags::empty()) {
                 Ok(()) => Vec::new(),
-                Err(e) => vec![format!("removing {}: {e}", shown.display())],
+                Err(e) => vec![format!("removing {}: {e}", escape_path(&shown))],
             };
         }
         Ok(_) => {}
@@ -415,7 +416,7 @@ pub(crate) fn remove_tree_in(parent: &Tree, name: &Path) -> Vec<String> {
             Err(e) => {
                 problems.push(format!(
                     "opening a directory under {}: {e}",
-                    shown.display()
+                    escape_path(&shown)
                 ));
                 continue;
             }
@@ -426,7 +427,7 @@ pub(crate) fn remove_tree_in(parent: &Tree, name: &Path) -> Vec<String> {
             {
                 problems.push(format!(
                     "removing a directory under {}: {e}",
-                    shown.display()
+                    escape_path(&shown)
                 ));
             }
             continue;
@@ -452,7 +453,7 @@ pub(crate) fn remove_tree_in(parent: &Tree, name: &Path) -> Vec<String> {
             Err(e) => {
                 problems.push(format!(
                     "opening a directory under {}: {e}",
-                    shown.display()
+                    escape_path(&shown)
                 ));
                 continue;
             }
@@ -463,7 +464,7 @@ pub(crate) fn remove_tree_in(parent: &Tree, name: &Path) -> Vec<String> {
             Err(e) => {
                 problems.push(format!(
                     "reading a directory under {}: {e}",
-                    shown.display()
+                    escape_path(&shown)
                 ));
                 continue;
             }
@@ -486,7 +487,10 @@ pub(crate) fn remove_tree_in(parent: &Tree, name: &Path) -> Vec<String> {
             } else if let Err(e) = rustix::fs::unlinkat(dir.fd(), child, AtFlags::empty())
                 && e != rustix::io::Errno::NOENT
             {
-                problems.push(format!("removing a file under {}: {e}", shown.display()));
+                problems.push(format!(
+                    "removing a file under {}: {e}",
+                    escape_path(&shown)
+                ));
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::glob::Glob;
 use crate::level4::check_file;
 use crate::types::{ExecutorConfig, JobDefinition, PrivacyLevel, TIMESTAMP_FILE};
 use crate::util::now_secs;
+use warden_pipeline::escape::escape_path;
 
 /// Largest `metadata/manifest.json` read (10,000 outputs take about 5 MB).
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
@@ -68,7 +69,7 @@ pub(crate) fn collect(
         .iter()
         .filter(|e| !e.utf8 && e.kind == Kind::File)
         .filter(|e| globs.iter().any(|(g, _)| g.matches(&e.rel)))
-        .map(|e| format!("{:?}", e.path))
+        .map(|e| escape_path(&e.path).into_owned())
         .collect();
     if !unusable.is_empty() {
         return Err(ExecutorError::UnusableOutputNames {
@@ -85,12 +86,19 @@ pub(crate) fn collect(
         path,
         kind,
         mtime_ns,
-        ..
+        utf8,
     } in entries
     {
         if rel == TIMESTAMP_FILE {
             continue;
         }
+        // A name that is not UTF-8 is listed (skipped, unmatched) in its
+        // escaped form: exact and distinct, where the lossy form is neither.
+        let rel = if utf8 {
+            rel
+        } else {
+            escape_path(&path).into_owned()
+        };
         let mut level: Option<PrivacyLevel> = None;
         let mut matched_any = false;
         for (i, (glob, l)) in globs.iter().enumerate() {

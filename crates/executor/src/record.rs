@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use warden_pipeline::escape::escape_name;
+
 use crate::error::{ExecutorError, Result};
 use crate::types::{ExecutorConfig, JobDefinition, JobResults};
 
@@ -244,10 +246,11 @@ pub(crate) fn log_trailer(meta: &JobMetadata) -> String {
             out.push_str(&format!("{key}: {v}\n"));
         }
     }
+    // every name through the one escaping function: a name is the job's
     let outputs: Vec<(String, String)> = r
         .outputs
         .iter()
-        .map(|(p, l)| (p.clone(), l.to_string()))
+        .map(|(p, l)| (escape_name(p).into_owned(), l.to_string()))
         .collect();
     out.push_str("\noutputs:\n");
     out.push_str(&tabulate(&outputs, 2, "(no outputs)"));
@@ -260,8 +263,10 @@ pub(crate) fn log_trailer(meta: &JobMetadata) -> String {
     ];
     for (title, map) in tables {
         if !map.is_empty() {
-            let rows: Vec<(String, String)> =
-                map.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+            let rows: Vec<(String, String)> = map
+                .iter()
+                .map(|(a, b)| (escape_name(a).into_owned(), escape_name(b).into_owned()))
+                .collect();
             out.push_str(&format!("\n\n{title}\n"));
             out.push_str(&tabulate(&rows, 2, ""));
         }

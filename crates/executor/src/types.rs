@@ -455,7 +455,8 @@ pub struct JobResults {
     #[serde(default)]
     pub unmatched_patterns: Vec<String>,
     /// Files the job created (newer than the prepare marker) that no pattern
-    /// matched: dropped, listed as a hint.
+    /// matched: dropped, listed as a hint. A name that is not UTF-8 is given
+    /// escaped (`warden_pipeline::escape::escape_path`).
     #[serde(default)]
     pub unmatched_outputs: Vec<String>,
     /// Entries that matched a pattern but are not regular files (symlinks,
@@ -491,7 +492,10 @@ impl JobResults {
                 .chain(self.outputs.keys())
                 .chain(self.skipped_outputs.keys())
                 .chain(self.level4_excluded_files.keys())
-                .any(|name| text.contains(name.as_str()))
+                .any(|name| {
+                    text.contains(name.as_str())
+                        || text.contains(warden_pipeline::escape::escape_name(name).as_ref())
+                })
         };
         RedactedResults {
             exit_code: self.exit_code,
@@ -623,4 +627,35 @@ pub struct LogLine {
     pub timestamp: Option<String>,
     /// The text, without the trailing newline.
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_also_catches_escaped_names() {
+        for name in [
+            "out\tput.csv",
+            "a\u{1b}[2J.csv",
+            "rtl\u{202e}vsc.exe",
+            "plain.csv",
+        ] {
+            let shown = warden_pipeline::escape::escape_name(name).into_owned();
+            for message in [
+                format!("No outputs found matching patterns:\n - {name}"),
+                format!("No outputs found matching patterns:\n - {shown}"),
+            ] {
+                let results = JobResults {
+                    exit_code: Some(0),
+                    unmatched_patterns: vec![name.to_string()],
+                    status_message: Some(message),
+                    ..JobResults::default()
+                };
+                let redacted = serde_json::to_string(&results.redacted()).unwrap();
+                assert!(!redacted.contains(&shown), "{redacted}");
+                assert!(results.redacted().status_message.is_none());
+            }
+        }
+    }
 }

@@ -296,6 +296,19 @@ async fn cancel_a_running_job() {
     let status = env.executor.execute(&job).await.unwrap();
     assert_eq!(status.state, ExecutorState::Executing);
     assert!(status.timestamp_ns.is_some());
+    // cancel once the job is under way (it has said so), not before it could
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines: Vec<_> = env.executor.logs(&job, false).collect().await;
+        if lines
+            .iter()
+            .any(|l| l.as_ref().is_ok_and(|l| l.text == "started"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let started = Instant::now();
     let results = env.executor.cancel(&job).await.unwrap();

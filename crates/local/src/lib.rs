@@ -43,6 +43,7 @@ use warden_executor::driver::{DriveEvents, Driven, Stage, drive};
 use warden_executor::{
     Executor, ExecutorError, JobDefinition, JobResults, LogLine, Outcome as ExecOutcome,
 };
+use warden_pipeline::escape::{escape_name, escape_path};
 use warden_pipeline::{Pipeline, Report};
 use warden_planner::{JobRequest as PlanRequest, JobState, Plan, PriorJob};
 use warden_state::{Job, JobRequestStatus, JobUpdate, NewJob, NewJobRequest, Store};
@@ -165,10 +166,10 @@ impl Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// No `project.yaml` in the directory.
-    #[error("No project.yaml file found in {}", .0.display())]
+    #[error("No project.yaml file found in {}", escape_path(.0))]
     NoProject(PathBuf),
     /// The project file or directory could not be read.
-    #[error("cannot read `{}`", path.display())]
+    #[error("cannot read `{}`", escape_path(path))]
     Io {
         /// What could not be read.
         path: PathBuf,
@@ -177,7 +178,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// `project.yaml` is invalid.
-    #[error("{} is invalid", path.display())]
+    #[error("{} is invalid", escape_path(path))]
     InvalidProject {
         /// The file.
         path: PathBuf,
@@ -190,7 +191,7 @@ pub enum RunError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     /// Another run holds the study's lock.
-    #[error("another `warden run` is already running in `{}`; wait for it to finish", .0.display())]
+    #[error("another `warden run` is already running in `{}`; wait for it to finish", escape_path(.0))]
     Busy(PathBuf),
     /// The history database failed.
     #[error("the job history in metadata/db.sqlite failed")]
@@ -200,7 +201,9 @@ pub enum RunError {
         "the job history {} is corrupt ({reason}); move it aside (`mv {} {}.corrupt`) and run \
          again: warden starts a new history, outputs on disk are kept, and actions whose history \
          is lost run again when needed",
-        path.display(), path.display(), path.display()
+        escape_path(path),
+        escape_path(path),
+        escape_path(path)
     )]
     CorruptHistory {
         /// The database file.
@@ -304,7 +307,7 @@ pub fn local_message(results: &JobResults) -> String {
             let mut message = "No outputs found matching patterns:".to_string();
             for pattern in &results.unmatched_patterns {
                 message.push_str("\n - ");
-                message.push_str(pattern);
+                message.push_str(&escape_name(pattern));
             }
             message
         }

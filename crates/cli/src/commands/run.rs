@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use warden_executor::{DockerExecutor, ExecutorConfig, PrivacyLevel};
 use warden_local::{Event, JobSummary, Outcome, PlanError, RunError, RunOptions, StatusCode};
+use warden_pipeline::escape::{escape_name, escape_path};
 
 /// Arguments of `warden run`.
 #[derive(Debug, Args)]
@@ -271,14 +272,14 @@ fn warn_about_uncommitted(dir: &Path) {
         Ok(None) => {
             eprintln!(
                 "warning: {} is not in a git repository: a backend runs committed code only",
-                dir.display()
+                escape_path(dir)
             );
             return;
         }
         Err(e) => {
             eprintln!(
                 "warning: cannot read the git status of {}: {e}",
-                dir.display()
+                escape_path(dir)
             );
             return;
         }
@@ -295,7 +296,7 @@ fn warn_about_uncommitted(dir: &Path) {
         ("ignored", &status.ignored),
     ] {
         for p in list.iter().filter(|p| !skip(p)) {
-            lines.push(format!("  {what}: {}", p.display()));
+            lines.push(format!("  {what}: {}", escape_path(p)));
         }
     }
     if lines.is_empty() {
@@ -330,14 +331,17 @@ fn print_event(event: &Event, timestamps: bool, show_logs: bool) {
     let _ = match event {
         Event::Warning(w) => writeln!(out, "{p}warning: {w}"),
         Event::Planned { actions, .. } => {
+            let actions: Vec<_> = actions.iter().map(|a| escape_name(a)).collect();
             writeln!(out, "\n{p}Running actions: {}\n", actions.join(", "))
         }
         // One line per line of the message, each naming its action.
         Event::Status { action, message } => message
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .try_for_each(|l| writeln!(out, "{p}{action}: {l}")),
-        Event::Log { action, line } if show_logs => writeln!(out, "{p}{action} | {line}"),
+            .try_for_each(|l| writeln!(out, "{p}{}: {l}", escape_name(action))),
+        Event::Log { action, line } if show_logs => {
+            writeln!(out, "{p}{} | {line}", escape_name(action))
+        }
         Event::Log { .. } => Ok(()),
     };
 }
@@ -357,7 +361,7 @@ fn print_summary(dir: &Path, jobs: &[JobSummary], cancelled: bool) {
             skipped.push(job.action.as_str());
             continue;
         }
-        let _ = writeln!(out, "=> {}", job.action);
+        let _ = writeln!(out, "=> {}", escape_name(&job.action));
         write_block(&mut out, &job.message);
         if let Some(r) = &job.results {
             if let Some(hint) = &r.hint {
@@ -366,30 +370,34 @@ fn print_summary(dir: &Path, jobs: &[JobSummary], cancelled: bool) {
             let _ = writeln!(out);
             if let Some(log) = &job.log_path {
                 let shown = log.strip_prefix(dir).unwrap_or(log);
-                let _ = writeln!(out, "   log file: {}", shown.display());
+                let _ = writeln!(out, "   log file: {}", escape_path(shown));
             }
             let _ = writeln!(out, "   outputs:");
             if r.outputs.is_empty() {
                 let _ = writeln!(out, "     (no outputs)");
             }
+            // every file name through the one escaping function
             let width = r
                 .outputs
                 .keys()
-                .map(|k| k.chars().count())
+                .map(|k| escape_name(k).chars().count())
                 .max()
                 .unwrap_or(0);
             for (path, level) in &r.outputs {
+                let path = escape_name(path);
                 let _ = writeln!(out, "     {path:<width$}  - {}", level_name(*level));
             }
             if !r.level4_excluded_files.is_empty() {
                 let _ = writeln!(out, "   invalid moderately_sensitive outputs:");
                 for (path, why) in &r.level4_excluded_files {
+                    let (path, why) = (escape_name(path), escape_name(why));
                     let _ = writeln!(out, "     {path:<width$}  - {why}");
                 }
             }
             if !r.skipped_outputs.is_empty() {
                 let _ = writeln!(out, "   matched but not copied (not regular files):");
                 for (path, why) in &r.skipped_outputs {
+                    let (path, why) = (escape_name(path), escape_name(why));
                     let _ = writeln!(out, "     {path}  - {why}");
                 }
             }
