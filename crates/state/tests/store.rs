@@ -36,6 +36,8 @@ db_tests!(
     admin_records,
     workspace_git_values_cannot_be_options,
     nul_characters_are_bad_input,
+    jobs_of_many_requests_at_once,
+    cancel_and_pause_audits_commit_with_the_change,
     backend_tokens_and_last_seen,
     derived_request_status,
     listing,
@@ -1141,6 +1143,117 @@ async fn nul_characters_are_bad_input(db: &TestDb) {
             .map(drop));
     }
     assert!(store.get_backend("b").await.unwrap().is_none());
+}
+
+/// `jobs_for_requests` gives each request exactly what `jobs_for_request`
+/// gives, for pages of many sizes (across the 500-id chunks), unknown ids
+/// and requests without jobs included.
+async fn jobs_of_many_requests_at_once(db: &TestDb) {
+    let store = &db.store;
+    let mut ids = Vec::new();
+    for i in 0..620 {
+        let ws = format!("many{i}");
+        let actions: Vec<String> = (0..(i % 4)).map(|a| format!("a{a}")).collect();
+        let refs: Vec<&str> = actions.iter().map(String::as_str).collect();
+        let mut r = request(&ws, &refs);
+        if refs.is_empty() {
+            r.status = JobRequestStatus::NothingToDo;
+        }
+        let created = store.create_job_request(r, jobs(&refs)).await.unwrap();
+        ids.push(created.request.id);
+    }
+    ids.push("unknownunknown00".into());
+    for n in [0, 1, 2, 499, 500, 501, ids.len()] {
+        let page = &ids[ids.len() - n..];
+        let all = store.jobs_for_requests(page).await.unwrap();
+        assert_eq!(all.len(), page.len());
+        for id in page {
+            assert_eq!(all[id], store.jobs_for_request(id).await.unwrap(), "{id}");
+        }
+    }
+}
+
+/// Cancelling and pausing write their audit record in the same transaction
+/// as the change: both or neither. An audit that cannot be written (no
+/// actor) undoes the change.
+async fn cancel_and_pause_audits_commit_with_the_change(db: &TestDb) {
+    let store = &db.store;
+    let audits = |target: &'static str, id: String| async move {
+        store
+            .list_audit(&AuditFilter {
+                target_id: Some(id),
+                target_type: Some(target.into()),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+    };
+    for (i, actor) in ["", "alice"].into_iter().enumerate() {
+        let created = store
+            .create_job_request(
+                request(&format!("audit{i}"), &["a", "b", "c"]),
+                jobs(&["a", "b", "c"]),
+            )
+            .await
+            .unwrap();
+        let rid = created.request.id.clone();
+        let result = store
+            .cancel_actions_audited(&rid, &["a".into(), "nope".into()], actor)
+            .await;
+        let job_a = store.get_job(&created.jobs[0].id).await.unwrap().unwrap();
+        let log = audits("job_request", rid.clone()).await;
+        if actor.is_empty() {
+            assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+            assert!(!job_a.cancelled, "cancelled without its audit record");
+            assert!(log.is_empty());
+        } else {
+            let outcome = result.unwrap();
+            assert_eq!(outcome.cancelled, vec![job_a.id.clone()]);
+            assert!(job_a.cancelled);
+            assert_eq!(log.len(), 1);
+            assert_eq!(log[0].action, "job_request.cancel");
+            assert_eq!(log[0].actor, actor);
+            assert_eq!(
+                log[0].detail,
+                json!({"actions": ["a", "nope"], "cancelled": [job_a.id]})
+            );
+        }
+        let job_b = &created.jobs[1].id;
+        let result = store.cancel_job_audited(job_b, actor).await;
+        let b = store.get_job(job_b).await.unwrap().unwrap();
+        let log = audits("job", job_b.clone()).await;
+        if actor.is_empty() {
+            assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+            assert!(!b.cancelled);
+            assert!(log.is_empty());
+        } else {
+            assert!(result.unwrap());
+            assert!(b.cancelled);
+            assert_eq!(log.len(), 1);
+            assert_eq!(log[0].detail, json!({"job_request_id": rid, "action": "b"}));
+        }
+        for paused in [true, false] {
+            let before = store.is_paused("test").await.unwrap();
+            let result = store.set_paused_audited("test", paused, actor).await;
+            let log = audits("backend", "test".into()).await;
+            if actor.is_empty() {
+                assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+                assert_eq!(store.is_paused("test").await.unwrap(), before);
+                assert!(log.is_empty());
+            } else {
+                result.unwrap();
+                assert_eq!(store.is_paused("test").await.unwrap(), paused);
+                assert_eq!(
+                    log[0].action,
+                    if paused {
+                        "backend.pause"
+                    } else {
+                        "backend.unpause"
+                    }
+                );
+            }
+        }
+    }
 }
 
 async fn update_job_is_atomic_with_tasks(db: &TestDb) {

@@ -85,20 +85,10 @@ async fn set_paused(
         .get_backend(slug)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("Backend '{}' not found", shown(slug))))?;
-    state.store.set_paused(slug, paused).await?;
-    super::audit(
-        state,
-        &user.0.username,
-        if paused {
-            "backend.pause"
-        } else {
-            "backend.unpause"
-        },
-        "backend",
-        slug,
-        serde_json::json!({}),
-    )
-    .await;
+    state
+        .store
+        .set_paused_audited(slug, paused, &user.0.username)
+        .await?;
     state.scheduler.wake();
     view(state, backend).await
 }

@@ -102,11 +102,13 @@ pub async fn list(
             offset: params.offset,
         })
         .await?;
-    let mut views = Vec::with_capacity(requests.len());
-    for request in &requests {
-        let jobs = state.store.jobs_for_request(&request.id).await?;
-        views.push(JobRequestView::new(request, &jobs, false));
-    }
+    // Two queries for the page, whatever its length.
+    let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
+    let jobs = state.store.jobs_for_requests(&ids).await?;
+    let views = requests
+        .iter()
+        .map(|request| JobRequestView::new(request, &jobs[&request.id], false))
+        .collect();
     Ok(Json(JobRequestList {
         job_requests: views,
     }))
@@ -215,19 +217,13 @@ pub async fn cancel(
             already_finished: vec![],
         }));
     }
-    let outcome = state.store.cancel_actions(&id, &actions).await?;
+    let outcome = state
+        .store
+        .cancel_actions_audited(&id, &actions, &user.0.username)
+        .await?;
     for job in state.store.get_jobs(&outcome.cancelled).await? {
         state.events.publish(job);
     }
-    super::audit(
-        &state,
-        &user.0.username,
-        "job_request.cancel",
-        "job_request",
-        &id,
-        serde_json::json!({"actions": actions, "cancelled": outcome.cancelled}),
-    )
-    .await;
     state.scheduler.wake();
     Ok(Json(CancelResponse {
         cancelled: outcome.cancelled,

@@ -130,20 +130,14 @@ pub async fn cancel(
         .await?
         .ok_or_else(|| AppError::Internal(format!("job {id} has no job request")))?;
     user.check_may_cancel(&state, &request).await?;
-    let flagged = state.store.cancel_job(&id).await?;
+    let flagged = state
+        .store
+        .cancel_job_audited(&id, &user.0.username)
+        .await?;
     if flagged {
         if let Some(job) = state.store.get_job(&id).await? {
             state.events.publish(job);
         }
-        super::audit(
-            &state,
-            &user.0.username,
-            "job.cancel",
-            "job",
-            &id,
-            serde_json::json!({"job_request_id": job.job_request_id, "action": job.action}),
-        )
-        .await;
         state.scheduler.wake();
     }
     let (cancelled, already_finished) = if flagged {

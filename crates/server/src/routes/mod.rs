@@ -11,7 +11,6 @@ pub mod workspaces;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use warden_state::NewAuditEvent;
 
 use crate::app::AppState;
 
@@ -35,29 +34,4 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel))
         .routes(routes!(tasks::pull))
         .routes(routes!(tasks::update))
-}
-
-/// Appends to the audit log; a failure is logged, not returned (the change
-/// it records has happened).
-pub(crate) async fn audit(
-    state: &AppState,
-    actor: &str,
-    action: &str,
-    target_type: &str,
-    target_id: &str,
-    detail: serde_json::Value,
-) {
-    if let Err(e) = state
-        .store
-        .append_audit(&NewAuditEvent {
-            actor: actor.into(),
-            action: action.into(),
-            target_type: target_type.into(),
-            target_id: target_id.into(),
-            detail,
-        })
-        .await
-    {
-        tracing::error!(error = %e, action, target_id, "could not write the audit log");
-    }
 }

@@ -2,7 +2,7 @@
 
 use super::Filter;
 use super::rows::{AUDIT_COLUMNS, AuditRow, FLAG_COLUMNS, FlagRow, to_json};
-use crate::db::Sql;
+use crate::db::{Sql, Tx};
 use crate::error::{Error, Result};
 use crate::model::{AuditEvent, AuditFilter, Flag, NewAuditEvent};
 use crate::store::Store;
@@ -16,6 +16,29 @@ pub const FLAG_MODE: &str = "mode";
 pub const MODE_DB_MAINTENANCE: &str = "db-maintenance";
 /// Flag: `"on"` when database maintenance was switched on by hand.
 pub const FLAG_MANUAL_DB_MAINTENANCE: &str = "manual-db-maintenance";
+
+/// Appends `event` inside `tx`, so that the audit record and the change it
+/// records commit together or not at all.
+pub(crate) async fn insert_audit(tx: &mut Tx, event: &NewAuditEvent) -> Result<AuditRow> {
+    if event.actor.is_empty() || event.action.is_empty() {
+        return Err(Error::InvalidInput(
+            "an audit event needs an actor and an action".into(),
+        ));
+    }
+    tx.fetch_one(
+        Sql::new(format!(
+            "INSERT INTO audit_log (actor, action, target_type, target_id, detail, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {AUDIT_COLUMNS}"
+        ))
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.target_type)
+        .bind(&event.target_id)
+        .bind(to_json(&event.detail))
+        .bind(to_ns(now())),
+    )
+    .await
+}
 
 impl Store {
     /// One flag of one backend.
@@ -50,6 +73,18 @@ impl Store {
     /// Sets (or, with `None`, clears) a flag. Setting the value it already has
     /// changes nothing, so the timestamp keeps saying since when it has held.
     pub async fn set_flag(&self, backend: &str, id: &str, value: Option<&str>) -> Result<Flag> {
+        self.set_flag_audited(backend, id, value, None).await
+    }
+
+    /// [`Store::set_flag`], appending `audit` (if any) in the same
+    /// transaction.
+    pub async fn set_flag_audited(
+        &self,
+        backend: &str,
+        id: &str,
+        value: Option<&str>,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<Flag> {
         if backend.is_empty() || id.is_empty() {
             return Err(Error::InvalidInput(
                 "a flag needs a backend and a name".into(),
@@ -86,6 +121,9 @@ impl Store {
                 .await?
             }
         };
+        if let Some(event) = audit {
+            insert_audit(&mut tx, event).await?;
+        }
         tx.commit().await?;
         Ok(Flag::from(row))
     }
@@ -104,30 +142,36 @@ impl Store {
             .await
     }
 
+    /// [`Store::set_paused`], with its audit record (`backend.pause` or
+    /// `backend.unpause` by `actor`) in the same transaction.
+    pub async fn set_paused_audited(
+        &self,
+        backend: &str,
+        paused: bool,
+        actor: &str,
+    ) -> Result<Flag> {
+        let event = NewAuditEvent {
+            actor: actor.into(),
+            action: if paused {
+                "backend.pause"
+            } else {
+                "backend.unpause"
+            }
+            .into(),
+            target_type: "backend".into(),
+            target_id: backend.into(),
+            detail: serde_json::json!({}),
+        };
+        self.set_flag_audited(backend, FLAG_PAUSED, paused.then_some("true"), Some(&event))
+            .await
+    }
+
     /// Appends an entry to the audit log. There is no way to change or remove
     /// one: the API has none, and the database's triggers refuse `UPDATE` and
     /// `DELETE` (and, on PostgreSQL, `TRUNCATE`).
     pub async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent> {
-        if event.actor.is_empty() || event.action.is_empty() {
-            return Err(Error::InvalidInput(
-                "an audit event needs an actor and an action".into(),
-            ));
-        }
         let mut tx = self.pool.begin().await?;
-        let row: AuditRow = tx
-            .fetch_one(
-                Sql::new(format!(
-                    "INSERT INTO audit_log (actor, action, target_type, target_id, detail, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {AUDIT_COLUMNS}"
-                ))
-                .bind(&event.actor)
-                .bind(&event.action)
-                .bind(&event.target_type)
-                .bind(&event.target_id)
-                .bind(to_json(&event.detail))
-                .bind(to_ns(now())),
-            )
-            .await?;
+        let row = insert_audit(&mut tx, event).await?;
         tx.commit().await?;
         AuditEvent::try_from(row)
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::ids::{is_valid_job_request_id, job_id};
 use crate::model::{
     CancelOutcome, CreatedJobRequest, Job, JobFilter, JobRequest, JobRequestFilter, JobUpdate,
-    NewJob, NewJobRequest,
+    NewAuditEvent, NewJob, NewJobRequest,
 };
 use crate::request_status::{RequestStatus, derive_request_status};
 use crate::status::{JobRequestStatus, State, StatusCode};
@@ -322,6 +322,29 @@ impl Store {
         .await
     }
 
+    /// The jobs of each of these requests, in creation order, in one query
+    /// per 500 requests (not one per request): what a page of job requests
+    /// needs. Requests without jobs have an empty list.
+    pub async fn jobs_for_requests(&self, ids: &[String]) -> Result<HashMap<String, Vec<Job>>> {
+        let mut out: HashMap<String, Vec<Job>> =
+            ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+        let mut conn = self.pool.acquire().await?;
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new("");
+            let placeholders: Vec<String> = chunk.iter().map(|id| sql.push(id)).collect();
+            sql.text = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE job_request_id IN ({}) \
+                 ORDER BY created_at, position, id",
+                placeholders.join(", ")
+            )
+            .into();
+            for job in rows::jobs(conn.fetch_all(sql).await?)? {
+                out.entry(job.job_request_id.clone()).or_default().push(job);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every pending or running job (of `backend`, or of all backends), oldest
     /// first: what the scheduler works through.
     pub async fn active_jobs(&self, backend: Option<&str>) -> Result<Vec<Job>> {
@@ -555,6 +578,30 @@ impl Store {
         job_request_id: &str,
         actions: &[String],
     ) -> Result<CancelOutcome> {
+        self.cancel_actions_inner(job_request_id, actions, None)
+            .await
+    }
+
+    /// [`Store::cancel_actions`], with its audit record (`job_request.cancel`
+    /// by `actor`, naming the actions asked for and the jobs flagged) in the
+    /// same transaction: the cancellation and its record exist together or
+    /// not at all.
+    pub async fn cancel_actions_audited(
+        &self,
+        job_request_id: &str,
+        actions: &[String],
+        actor: &str,
+    ) -> Result<CancelOutcome> {
+        self.cancel_actions_inner(job_request_id, actions, Some(actor))
+            .await
+    }
+
+    async fn cancel_actions_inner(
+        &self,
+        job_request_id: &str,
+        actions: &[String],
+        actor: Option<&str>,
+    ) -> Result<CancelOutcome> {
         let mut tx = self.pool.begin().await?;
         let jobs: Vec<Job> = rows::jobs(
             tx.fetch_all(
@@ -586,6 +633,19 @@ impl Store {
             }
         }
         outcome.not_found.sort();
+        if let Some(actor) = actor {
+            super::flags::insert_audit(
+                &mut tx,
+                &NewAuditEvent {
+                    actor: actor.into(),
+                    action: "job_request.cancel".into(),
+                    target_type: "job_request".into(),
+                    target_id: job_request_id.into(),
+                    detail: serde_json::json!({"actions": actions, "cancelled": outcome.cancelled}),
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -593,21 +653,45 @@ impl Store {
     /// Flags one job as cancelled if it is pending or running; returns whether
     /// it was.
     pub async fn cancel_job(&self, job_id: &str) -> Result<bool> {
+        self.cancel_job_inner(job_id, None).await
+    }
+
+    /// [`Store::cancel_job`], with its audit record (`job.cancel` by
+    /// `actor`, naming the job's request and action) in the same
+    /// transaction, written only when the job was flagged.
+    pub async fn cancel_job_audited(&self, job_id: &str, actor: &str) -> Result<bool> {
+        self.cancel_job_inner(job_id, Some(actor)).await
+    }
+
+    async fn cancel_job_inner(&self, job_id: &str, actor: Option<&str>) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let n = tx
-            .execute(
+        let flagged: Option<(String, String)> = tx
+            .fetch_optional(
                 Sql::new(format!(
                     "UPDATE jobs SET cancelled = TRUE, version = version + 1 \
-                     WHERE id = $1 AND {ACTIVE}"
+                     WHERE id = $1 AND {ACTIVE} RETURNING job_request_id, action"
                 ))
                 .bind(job_id),
             )
             .await?;
+        if let (Some(actor), Some((job_request_id, action))) = (actor, &flagged) {
+            super::flags::insert_audit(
+                &mut tx,
+                &NewAuditEvent {
+                    actor: actor.into(),
+                    action: "job.cancel".into(),
+                    target_type: "job".into(),
+                    target_id: job_id.into(),
+                    detail: serde_json::json!({"job_request_id": job_request_id, "action": action}),
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
-        if n == 0 && self.get_job(job_id).await?.is_none() {
+        if flagged.is_none() && self.get_job(job_id).await?.is_none() {
             return Err(Error::not_found("job", job_id));
         }
-        Ok(n > 0)
+        Ok(flagged.is_some())
     }
 
     /// For the start of a local run: every job still pending or running (on
