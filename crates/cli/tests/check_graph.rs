@@ -105,7 +105,9 @@ fn check_exit_codes() {
     let missing = warden(dir.path(), &["check", "nope.yaml"]);
     assert_eq!(missing.code, 2);
     assert!(
-        missing.stderr.starts_with("error: cannot read `nope.yaml`"),
+        missing
+            .stderr
+            .starts_with("error: `nope.yaml` cannot be read: it does not exist"),
         "{}",
         missing.stderr
     );
@@ -273,4 +275,183 @@ fn check_and_graph_refuse_deep_nesting_with_the_place() {
         assert_eq!(v["errors"][0]["line"], first.line);
         assert_eq!(v["errors"][0]["column"], first.column);
     }
+}
+
+/// Runs warden with a deadline: a special file must be refused, not waited on.
+fn warden_within(dir: &Path, args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run warden");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("warden {args:?} still running after {secs} s: it blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+}
+
+// Issue 7 item 3: special files are refused at once, naming the path (exit 2).
+#[test]
+fn check_and_graph_refuse_special_files() {
+    let dir = tempfile::tempdir().unwrap();
+    mkfifo(&dir.path().join("pipe.yaml"));
+    std::fs::create_dir(dir.path().join("study")).unwrap();
+    mkfifo(&dir.path().join("study/project.yaml"));
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+    let mut seen = Vec::new();
+    for target in ["pipe.yaml", "study", "/dev/zero", "zero.yaml", "/dev/null"] {
+        for command in ["check", "graph"] {
+            let out = warden_within(dir.path(), &[command, target], 30);
+            assert_eq!(out.code, 2, "{command} {target}: {}", out.stderr);
+            assert_eq!(out.stdout, "");
+            if command == "check" {
+                seen.push(out.stderr);
+            } else {
+                assert_eq!(&out.stderr, seen.last().unwrap());
+            }
+        }
+    }
+    insta::assert_snapshot!(seen.concat(), @r"
+    error: `pipe.yaml` cannot be read: it is a named pipe (FIFO), not a regular file
+    error: `study/project.yaml` cannot be read: it is a named pipe (FIFO), not a regular file
+    error: `/dev/zero` cannot be read: it is a character device, not a regular file
+    error: `zero.yaml` cannot be read: it is a character device, not a regular file
+    error: `/dev/null` cannot be read: it is a character device, not a regular file
+    ");
+}
+
+// Issue 7 item 4: a size cap, with files around it.
+#[test]
+fn check_refuses_a_project_file_over_the_size_limit() {
+    let limit = usize::try_from(warden_pipeline::MAX_PROJECT_FILE_BYTES).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for size in [limit - 1, limit, limit + 1, 2 * limit + 7] {
+        // A valid file padded with a comment to exactly `size` bytes.
+        let head = "version: '5.0'\nactions: {}\n#";
+        let mut text = head.as_bytes().to_vec();
+        text.resize(size, b'x');
+        std::fs::write(dir.path().join("project.yaml"), &text).unwrap();
+        let out = warden(dir.path(), &["check"]);
+        if size <= limit {
+            assert_eq!(out.code, 0, "{size}: {}", out.stderr);
+        } else {
+            assert_eq!(out.code, 2, "{size}");
+            assert_eq!(
+                out.stderr,
+                "error: `project.yaml` cannot be read: it is larger than the limit of 4194304 bytes (4 MiB) for a project file\n"
+            );
+        }
+    }
+}
+
+// Issue 7 item 12: names from the file are printed escaped.
+#[test]
+fn check_and_graph_print_names_escaped() {
+    let dir = study(
+        "version: '5.0'\nactions:\n  \"evil\\e[2J\\u202e\":\n    run: python:v2 python a.py\n    outputs:\n      moderately_sensitive:\n        t: \"out/\\e]0;x\\a.pdf\"\n",
+    );
+    let out = warden(dir.path(), &["check"]);
+    assert_eq!(out.code, 1);
+    assert!(!out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{202e}'));
+    insta::assert_snapshot!(out.stderr, @r#"
+    error: Output path out/\x1b]0;x\x07.pdf is invalid: out/\x1b]0;x\x07.pdf is not an allowed file type for moderately_sensitive outputs
+      --> project.yaml:7:12
+      |
+    7 |         t: "out/\e]0;x\a.pdf"
+      |            ^^^^^^^^^^^^^^^^^^
+
+    project.yaml is invalid: 1 error
+    "#);
+    let dir = study(
+        "version: '5.0'\nactions:\n  \"evil\\e[2J\\u202e\":\n    run: python:v2 python a.py\n    outputs:\n      moderately_sensitive:\n        t: out/a.csv\n",
+    );
+    let order = warden(dir.path(), &["graph", "--order"]);
+    assert_eq!(order.code, 0, "{}", order.stderr);
+    insta::assert_snapshot!(order.stdout, @r"evil\x1b[2J\u{202e}");
+    let mermaid = warden(dir.path(), &["graph"]);
+    insta::assert_snapshot!(mermaid.stdout, @r#"
+    graph LR
+        a0["evil\\x1b[2J\\u{202e}"]
+    "#);
+    let unknown = warden(dir.path(), &["graph", "--action", "x\u{1b}[31m"]);
+    assert_eq!(unknown.code, 2);
+    insta::assert_snapshot!(unknown.stderr, @r"error: action `x\x1b[31m` is not in project.yaml; valid actions are: evil\x1b[2J\u{202e}");
+}
+
+// Issue 7 item 11: a long line shows a window around the column, not the line.
+#[test]
+fn check_cuts_a_long_line_around_the_error() {
+    let pad = "x".repeat(1 << 20);
+    let dir = study(&format!(
+        "{{version: '5.0', actions: {{a: {{config: {{pad: {pad}}}, run: python:v2 a, outputs: {{moderately_sensitive: {{t: o/a.pdf}}}}}}}}}}\n"
+    ));
+    let out = warden(dir.path(), &["check"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.len() < 2000, "{} bytes", out.stderr.len());
+    insta::assert_snapshot!(out.stderr, @r"
+    error: Output path o/a.pdf is invalid: o/a.pdf is not an allowed file type for moderately_sensitive outputs
+      --> project.yaml:1:1048679
+      |
+    1 | … a, outputs: {moderately_sensitive: {t: o/a.pdf}}}}}
+      |                                          ^^^^^^^
+
+    project.yaml is invalid: 1 error
+    ");
+}
+
+// Issue 7 items 6 and 11: paths outside the workspace or into `.git`, and
+// image names outside the prefix, are refused after the reference's errors.
+#[test]
+fn check_refuses_escaping_outputs_and_images() {
+    let dir = study(
+        "version: '5.0'\nactions:\n  a:\n    run: ../../x/evil:v1 go\n    outputs:\n      highly_sensitive:\n        t: ../x.csv\n  b:\n    run: python:v2 b\n    outputs:\n      highly_sensitive:\n        t: .GIT/refs/heads/main.csv\n",
+    );
+    let out = warden(dir.path(), &["check"]);
+    assert_eq!(out.code, 1);
+    insta::assert_snapshot!(out.stderr, @r"
+    error: Action a uses the image `../../x/evil`, which is not a valid image name: use only lowercase letters and digits, with single `.`, `_` or `__`, or `-`, between them (no `/`: images come from one registry prefix)
+      --> project.yaml:4:10
+      |
+    4 |     run: ../../x/evil:v1 go
+      |          ^^^^^^^^^^^^^^^^^^
+
+    error: Output path ../x.csv is invalid: is not in standard form (contains double slashes or '..' elements)
+      --> project.yaml:7:12
+      |
+    7 |         t: ../x.csv
+      |            ^^^^^^^^
+
+    error: Output path .GIT/refs/heads/main.csv is invalid: is inside the repository's `.git` directory, which outputs must never touch
+      --> project.yaml:12:12
+       |
+    12 |         t: .GIT/refs/heads/main.csv
+       |            ^^^^^^^^^^^^^^^^^^^^^^^^
+
+    project.yaml is invalid: 3 errors
+    ");
 }

@@ -177,6 +177,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// `project.yaml` is not a regular file, or is too large.
+    #[error(transparent)]
+    Unreadable(warden_pipeline::ReadError),
     /// `project.yaml` is invalid.
     #[error("{} is invalid", escape_path(path))]
     InvalidProject {
@@ -273,13 +276,17 @@ impl Ctx {
 /// Loads `project.yaml` from a study directory.
 pub fn load_project(dir: &Path) -> Result<(Pipeline, String), RunError> {
     let path = dir.join("project.yaml");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let bytes = match warden_pipeline::read_project_file(&path) {
+        Ok(bytes) => bytes,
+        Err(warden_pipeline::ReadError::NotFound { .. }) => {
             return Err(RunError::NoProject(dir.to_path_buf()));
         }
-        Err(source) => return Err(RunError::Io { path, source }),
+        Err(e) => return Err(RunError::Unreadable(e)),
     };
+    let text = String::from_utf8(bytes).map_err(|e| RunError::Io {
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
     match warden_pipeline::load(&text) {
         Ok(p) => Ok((p, text)),
         Err(report) => Err(RunError::InvalidProject { path, text, report }),

@@ -175,6 +175,11 @@ fn node_ids(p: &Pipeline) -> HashMap<&str, String> {
         .collect()
 }
 
+/// A name for a quoted Mermaid or DOT label: escaped for a person to read
+/// ([`crate::escape::escape_name`]: no control or bidi character reaches the
+/// picture), then with `\` and `"` quoted for the label syntax.
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    crate::escape::escape_name(s)
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
 }

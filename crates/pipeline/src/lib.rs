@@ -25,6 +25,7 @@ pub mod escape;
 mod graph;
 pub mod model;
 pub mod python;
+pub mod read;
 pub mod render;
 pub mod validate;
 pub mod yaml;
@@ -34,6 +35,7 @@ pub use model::{
     Action, Command, Expectations, Outputs, Pipeline, PrivacyLevel, RUN_ALL_COMMAND,
     is_database_action,
 };
+pub use read::{MAX_PROJECT_FILE_BYTES, ReadError, read_project_file};
 pub use validate::{LEVEL4_FILE_TYPES, check};
 
 /// Parses and validates, returning the pipeline or the report of what is wrong.

@@ -364,6 +364,8 @@ fn check_root(c: &mut Checker, root: &Node) -> Option<Pipeline> {
     // 13. Expectations.
     let expectations = check_expectations(c, root, v, features);
 
+    // warden's own: images and output paths no backend can use safely.
+    check_warden_rules(c, actions_map, &built);
     // warden's own: cycles in `needs`.
     if !unknown_needs {
         check_cycles(c, &names, &action_needs);
@@ -1155,6 +1157,153 @@ pub fn validate_glob_pattern(pattern: &str, level: PrivacyLevel) -> Result<(), S
         return Err("is an absolute path".into());
     }
     Ok(())
+}
+
+/// warden's own rules on what the reference accepts (errors of kind
+/// [`DiagnosticKind::Extra`], after every reference error): image names that
+/// would leave the image prefix, and output patterns that could write outside
+/// the workspace or into the repository's `.git` or warden's `metadata/`.
+fn check_warden_rules(c: &mut Checker, actions_map: &[(Node, Node)], built: &[(Action, &Node)]) {
+    for (action, node) in built {
+        if let Some(problem) = image_problem(&action.run.parts[0]) {
+            c.extra(
+                format!("Action {} uses {problem}", action.id),
+                run_span(node),
+            );
+        }
+    }
+    for (_, action) in actions_map {
+        let Some(outputs) = action.get("outputs") else {
+            continue;
+        };
+        for level in PrivacyLevel::ALL {
+            let Some(entries) = outputs.get(level.as_str()).and_then(Node::as_map) else {
+                continue;
+            };
+            for (_, value) in entries {
+                let Some(pattern) = value.value.as_str() else {
+                    continue;
+                };
+                if validate_glob_pattern(pattern, level).is_err() {
+                    continue;
+                }
+                if let Some(reason) = output_path_problem(pattern) {
+                    c.extra(
+                        format!("Output path {pattern} is invalid: {reason}"),
+                        value.span,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A Docker image name component: `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`.
+fn is_image_name_component(name: &str) -> bool {
+    let b = name.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: `.`, `_`, `__` or any number of `-`.
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &name[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A Docker tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_docker_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    !b.is_empty()
+        && b.len() <= 128
+        && word(b[0])
+        && b[1..].iter().all(|c| word(*c) || *c == b'.' || *c == b'-')
+}
+
+/// Why the image of a `run` command (its first token, `name:tag`) cannot be
+/// run by warden, which looks every image up under one prefix
+/// (`ghcr.io/opensafely-core/{name}:{tag}`): the name must be one Docker name
+/// component (no `/`, no `..`, lowercase) and the tag a Docker tag. `None`
+/// when it is fine. The text follows "Action {id} uses ".
+pub fn image_problem(first: &str) -> Option<String> {
+    let (name, tag) = first.split_once(':').unwrap_or((first, ""));
+    if name.is_empty() {
+        return Some(format!(
+            "`{first}`, which has no image name: write the image before the `:` (e.g. `python:v2`)"
+        ));
+    }
+    if !is_image_name_component(name) {
+        return Some(format!(
+            "the image `{name}`, which is not a valid image name: use only lowercase letters and digits, with single `.`, `_` or `__`, or `-`, between them (no `/`: images come from one registry prefix)"
+        ));
+    }
+    if !is_docker_tag(tag) {
+        return Some(format!(
+            "the image tag `{tag}`, which is not a valid Docker tag: use only ASCII letters, digits, `_`, `.` and `-` (e.g. `v2`)"
+        ));
+    }
+    None
+}
+
+/// Whether a pattern segment (with `*` wildcards) can match `name`, ignoring
+/// ASCII case (case-insensitive file systems fold `.GIT` onto `.git`).
+fn segment_may_be(segment: &str, name: &str) -> bool {
+    fnmatch(name, &segment.to_ascii_lowercase())
+}
+
+/// Why an output pattern that the reference accepts is refused by warden
+/// (the reason text after "Output path {p} is invalid: "), or `None`. The
+/// pattern must stay inside the workspace and out of what the backend keeps
+/// there for itself:
+///
+/// - no control or invisible formatting characters
+///   ([`crate::escape::needs_escape`]): such a name cannot be shown to a
+///   person as it is;
+/// - no `..` component (the reference accepts a leading `..`), with the
+///   reference's "not in standard form" text;
+/// - no component that is, or whose `*` could match, `.git` in any letter case
+///   (a literal one at any depth; a wildcard one at the top, where the
+///   repository's own `.git` is);
+/// - no top component that is, or could match, `metadata` in any letter case
+///   (warden's logs and job history), with the reference's text.
+pub fn output_path_problem(pattern: &str) -> Option<String> {
+    if let Some(ch) = pattern.chars().find(|c| crate::escape::needs_escape(*c)) {
+        return Some(format!(
+            "contains the character U+{:04X}, a control or invisible formatting character, which a file name must not hold",
+            u32::from(ch)
+        ));
+    }
+    let segments: Vec<&str> = pattern.split('/').collect();
+    if segments.contains(&"..") {
+        return Some("is not in standard form (contains double slashes or '..' elements)".into());
+    }
+    for (i, segment) in segments.iter().enumerate() {
+        let literal = !segment.contains('*');
+        if (literal || i == 0) && segment_may_be(segment, ".git") {
+            return Some(
+                "is inside the repository's `.git` directory, which outputs must never touch"
+                    .into(),
+            );
+        }
+    }
+    if segments.len() > 1 && segment_may_be(segments[0], "metadata") {
+        return Some("should not include the metadata directory".into());
+    }
+    None
 }
 
 fn check_expectations(

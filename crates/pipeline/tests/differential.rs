@@ -17,7 +17,9 @@
 //! - a reference crash (spec §13): warden's first error is `ReferenceCrash` with a
 //!   message (for a version above 5, exactly the reference's ValueError text);
 //! - deliberate divergences: a cycle in `needs` (the reference accepts it) must give only
-//!   `Extra` errors; integer `needs` items (the reference crashes) are judged against the
+//!   `Extra` errors, and so must warden's other refusals of inputs the reference accepts
+//!   (image names outside Docker's grammar, output paths with `..`, `.git`, control
+//!   characters, `metadata` in another letter case); integer `needs` items (the reference crashes) are judged against the
 //!   reference run with integer ids turned into strings, or may be a `ReferenceCrash`;
 //! - on valid inputs, the warnings (compared without the `ProjectWarning: ` prefix);
 //! - every diagnostic's line and column agree with its byte offset, and its span is
@@ -261,12 +263,24 @@ fn compare_outcome(o: &Value, report: &Report) -> Option<String> {
             None
         }
         Some("ok") => {
-            if let Some(d) = first {
+            // warden's own refusals (image names, output paths: issue 7) are
+            // deliberate divergences: only `Extra` errors, and no pipeline.
+            if let Some(d) = report
+                .errors
+                .iter()
+                .find(|d| d.kind != DiagnosticKind::Extra)
+            {
                 return Some(format!(
                     "expected valid, got {}: {}",
                     kind_name(d.kind),
                     d.message
                 ));
+            }
+            if first.is_some() {
+                return report
+                    .pipeline
+                    .is_some()
+                    .then(|| "`extra` errors but a pipeline returned".into());
             }
             if report.pipeline.is_none() {
                 return Some("valid but no pipeline returned".into());

@@ -305,8 +305,18 @@ fn m15_every_glob_rule_with_its_reason() {
         let shown = pattern.replace("\\\\", "\\");
         assert_first(&src, &format!("Output path {shown} is invalid: {reason}"));
     }
+    // Accepted by the reference, refused by warden's own rules (kind `Extra`,
+    // tests/warden_rules.rs).
+    let leading_dotdot = "version: 1\nactions:\n  a:\n    run: test:v1\n    outputs:\n      highly_sensitive:\n        o: \"../x.csv\"\n";
+    let report = warden_pipeline::check(leading_dotdot);
+    assert!(
+        report
+            .errors
+            .iter()
+            .all(|d| d.kind == DiagnosticKind::Extra)
+            && !report.errors.is_empty()
+    );
     for ok in [
-        "../x.csv",
         "out/*/x.csv",
         "~/x.csv",
         "c:w.txt",
@@ -330,6 +340,13 @@ fn m16_empty_run() {
 
 #[test]
 fn m17_image_tags() {
+    // The reference accepts a Unicode digit; Docker does not, so warden refuses
+    // it with an `Extra` error (tests/warden_rules.rs).
+    let report = warden_pipeline::check(
+        "version: 1\nactions:\n  a:\n    run: test:v\u{661}\n    outputs:\n      highly_sensitive:\n        a: a.csv\n",
+    );
+    assert_eq!(report.errors.len(), 1);
+    assert_eq!(report.errors[0].kind, DiagnosticKind::Extra);
     for bad in [
         "test",
         "test:",
@@ -352,7 +369,7 @@ fn m17_image_tags() {
         );
     }
     for good in [
-        "v1", "v2", "v1.2", "v1.2.3", "dev", "latest", "v1-pre", "v1.2-pre", "v.", "v\u{661}",
+        "v1", "v2", "v1.2", "v1.2.3", "dev", "latest", "v1-pre", "v1.2-pre", "v.",
     ] {
         assert_valid(&format!(
             "version: 1\nactions:\n  a:\n    run: test:{good}\n    outputs:\n      highly_sensitive:\n        a: a.csv\n"

@@ -24,12 +24,14 @@ pub struct CheckArgs {
     pub format: CheckFormat,
 }
 
-/// Runs `warden check`: exit 0 valid, 1 invalid, 2 cannot read.
+/// Runs `warden check`: exit 0 valid, 1 invalid, 2 cannot read (missing, not a
+/// regular file, larger than [`warden_pipeline::MAX_PROJECT_FILE_BYTES`]).
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let path = super::project_path(args.path.as_deref());
-    let file = match super::read_project(&path)? {
+    let file = match super::read_project(&path) {
         Ok(file) => file,
-        Err((_, message)) => {
+        Err(super::ProjectFileError::Unreadable(e)) => return Ok(super::report_unreadable(&e)),
+        Err(super::ProjectFileError::NotUtf8 { message }) => {
             if args.format == CheckFormat::Json {
                 println!(
                     "{}",
@@ -42,7 +44,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let report = warden_pipeline::check(&file.text);
-    let name = file.path.display().to_string();
+    let name = warden_pipeline::escape::escape_path(&file.path).into_owned();
     match args.format {
         CheckFormat::Json => {
             println!(

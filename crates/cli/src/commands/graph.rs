@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
+use warden_pipeline::escape::escape_name;
 
 /// Output formats of `warden graph`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -36,14 +37,15 @@ pub struct GraphArgs {
 /// Runs `warden graph`.
 pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let path = super::project_path(args.path.as_deref());
-    let file = match super::read_project(&path)? {
+    let file = match super::read_project(&path) {
         Ok(file) => file,
-        Err((_, message)) => {
+        Err(super::ProjectFileError::Unreadable(e)) => return Ok(super::report_unreadable(&e)),
+        Err(super::ProjectFileError::NotUtf8 { message }) => {
             eprint!("{message}");
             return Ok(ExitCode::from(1));
         }
     };
-    let name = file.path.display().to_string();
+    let name = warden_pipeline::escape::escape_path(&file.path).into_owned();
     let mut pipeline = match warden_pipeline::load(&file.text) {
         Ok(p) => p,
         Err(report) => {
@@ -59,9 +61,15 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
         let requested: Vec<&str> = args.actions.iter().map(String::as_str).collect();
         for a in &requested {
             if *a != warden_pipeline::RUN_ALL_COMMAND && !pipeline.actions.contains_key(*a) {
+                let valid: Vec<String> = pipeline
+                    .all_actions()
+                    .into_iter()
+                    .map(|v| escape_name(v).into_owned())
+                    .collect();
                 bail!(
-                    "action `{a}` is not in {name}; valid actions are: {}",
-                    pipeline.all_actions().join(", ")
+                    "action `{}` is not in {name}; valid actions are: {}",
+                    escape_name(a),
+                    valid.join(", ")
                 );
             }
         }
@@ -74,7 +82,7 @@ pub fn run(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     }
     if args.order {
         for action in pipeline.topological_order() {
-            println!("{action}");
+            println!("{}", escape_name(action));
         }
         return Ok(ExitCode::SUCCESS);
     }
