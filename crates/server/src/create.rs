@@ -28,7 +28,7 @@ use warden_state::{JobRequestStatus, NewJob, NewJobRequest, State};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, shown};
-use crate::views::{CreateJobRequestResponse, JobRequestView};
+use crate::views::{CreateJobRequestResponse, job_request_view};
 use warden_pipeline::escape::needs_escape;
 
 /// The body of `POST /api/v1/job-requests`.
@@ -108,7 +108,7 @@ async fn replay(
         result: "already_exists".into(),
         details: format!("Job request '{id}' was already created"),
         count: 0,
-        job_request: JobRequestView::new(&existing, &jobs, true),
+        job_request: job_request_view(&existing, &jobs, true),
     }))
 }
 
@@ -297,7 +297,7 @@ pub async fn create_job_request(
             result,
             details,
             count,
-            job_request: JobRequestView::new(&created.request, &created.jobs, true),
+            job_request: job_request_view(&created.request, &created.jobs, true),
         },
     ))
 }

@@ -10,30 +10,9 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Serialize;
 
-/// The JSON body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// A stable machine-readable code: `bad_request`, `invalid_json`,
-    /// `invalid_project_yaml`, `unknown_action`, `git`, `unauthorized`,
-    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `no_route`,
-    /// `method_not_allowed`, `internal`, `unavailable`.
-    pub error: String,
-    /// What went wrong, for people.
-    pub message: String,
-    /// For `invalid_project_yaml`: 1-based line of the first error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    /// For `invalid_project_yaml`: 1-based column of the first error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column: Option<usize>,
-    /// For `unknown_action` and missing actions: the actions the pipeline
-    /// defines, in file order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub valid_actions: Option<Vec<String>>,
-}
+pub use warden_api::ErrorBody;
 
 /// `text` from a request or a repository (a name, an id, a path) as it may
 /// appear in an error message or a log line: control, bidirectional and

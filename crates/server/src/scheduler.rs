@@ -67,7 +67,6 @@ use warden_state::{
 use crate::config::Config;
 use crate::definition::{
     AgentStage, FATAL_ERROR_MESSAGE, JobDefinition, LEVEL4_FILE_TYPES, RETRY_MESSAGE, TaskResults,
-    decide,
 };
 use crate::events::Events;
 
@@ -681,7 +680,8 @@ impl Scheduler {
         let code = task
             .agent_stage
             .as_deref()
-            .and_then(AgentStage::status_code)
+            .and_then(AgentStage::parse)
+            .and_then(StatusCode::for_agent_stage)
             .unwrap_or(job.status_code);
         Ok(pass.propose(
             job,
@@ -750,7 +750,8 @@ impl Scheduler {
                 },
             );
         }
-        let (code, message) = decide(results.as_ref().expect("checked"), job.requires_db);
+        let (code, message) =
+            StatusCode::for_results(results.as_ref().expect("checked"), job.requires_db);
         pass.propose(
             job,
             JobUpdate {

@@ -115,6 +115,7 @@
 
 mod db;
 mod error;
+mod final_status;
 mod ids;
 mod migrations;
 mod model;
@@ -126,6 +127,7 @@ mod transition;
 
 pub use db::Engine;
 pub use error::{Error, Result};
+pub use final_status::{CANCELLED_MESSAGE, INTERNAL_ERROR_MESSAGE};
 pub use ids::{
     canceljob_task_id, hash_token, is_valid_job_request_id, job_id, new_job_request_id, new_token,
     runjob_task_id,

@@ -18,7 +18,8 @@ use crate::auth::CurrentUser;
 use crate::create::{CreateJobRequest, create_job_request};
 use crate::error::{AppBytes, AppError, AppJson, AppPath, AppQuery, ErrorBody, shown};
 use crate::views::{
-    CancelResponse, CreateJobRequestResponse, JobRequestList, JobRequestView, JobView,
+    CancelResponse, CreateJobRequestResponse, FromRecord, JobRequestList, JobRequestView, JobView,
+    job_request_view,
 };
 
 /// Create a job request: plan the requested actions at a commit of the
@@ -107,7 +108,7 @@ pub async fn list(
     let jobs = state.store.jobs_for_requests(&ids).await?;
     let views = requests
         .iter()
-        .map(|request| JobRequestView::new(request, &jobs[&request.id], false))
+        .map(|request| job_request_view(request, &jobs[&request.id], false))
         .collect();
     Ok(Json(JobRequestList {
         job_requests: views,
@@ -120,7 +121,7 @@ async fn load(state: &AppState, id: &str) -> Result<JobRequestView, AppError> {
         .job_request_detail(id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("Job request '{}' not found", shown(id))))?;
-    Ok(JobRequestView::new(&detail.request, &detail.jobs, true))
+    Ok(job_request_view(&detail.request, &detail.jobs, true))
 }
 
 /// One job request with its jobs and derived fields.
@@ -265,7 +266,7 @@ pub async fn events(
     let stream = async_stream(move |yielder| async move {
         let request = detail.request;
         let mut jobs = detail.jobs;
-        let snapshot = JobRequestView::new(&request, &jobs, true);
+        let snapshot = job_request_view(&request, &jobs, true);
         let done = snapshot.is_completed;
         if !yielder.send(json_event("snapshot", &snapshot)).await {
             return;
@@ -293,10 +294,13 @@ pub async fn events(
                         }
                         None => jobs.push((*job).clone()),
                     }
-                    if !yielder.send(json_event("job", &JobView::from(&*job))).await {
+                    if !yielder
+                        .send(json_event("job", &JobView::from_record(&*job)))
+                        .await
+                    {
                         return;
                     }
-                    let status = JobRequestView::new(&request, &jobs, false);
+                    let status = job_request_view(&request, &jobs, false);
                     let done = status.is_completed;
                     if !yielder.send(json_event("status", &status)).await {
                         return;
@@ -312,7 +316,7 @@ pub async fn events(
                         return;
                     };
                     jobs = fresh.jobs;
-                    let snapshot = JobRequestView::new(&request, &jobs, true);
+                    let snapshot = job_request_view(&request, &jobs, true);
                     let done = snapshot.is_completed;
                     if !yielder.send(json_event("snapshot", &snapshot)).await {
                         return;

@@ -9,7 +9,7 @@ use warden_state::JobFilter;
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, AppPath, AppQuery, ErrorBody, shown};
-use crate::views::{CancelResponse, JobList, JobView};
+use crate::views::{CancelResponse, FromRecord, JobList, JobView};
 
 /// Filters for listing jobs.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -68,7 +68,7 @@ pub async fn list(
         })
         .await?;
     Ok(Json(JobList {
-        jobs: jobs.iter().map(JobView::from).collect(),
+        jobs: jobs.iter().map(JobView::from_record).collect(),
     }))
 }
 
@@ -96,7 +96,7 @@ pub async fn get(
         .get_job(&id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("Job '{}' not found", shown(&id))))?;
-    Ok(Json(JobView::from(&job)))
+    Ok(Json(JobView::from_record(&job)))
 }
 
 /// Cancel one job, whatever its state (a finished job is left as it is).

@@ -26,7 +26,7 @@ use crate::app::AppState;
 use crate::auth::authenticate_backend;
 use crate::definition::TaskUpdateBody;
 use crate::error::{AppError, AppJson, AppPath, ErrorBody, shown};
-use crate::views::{TaskList, TaskUpdateResponse, TaskView};
+use crate::views::{FromRecord, TaskList, TaskUpdateResponse, TaskView};
 
 /// The backend's active tasks, oldest first. Records that its agent was
 /// seen.
@@ -53,7 +53,7 @@ pub async fn pull(
     state.store.record_backend_seen(&slug).await?;
     let tasks = state.store.active_tasks(&slug).await?;
     Ok(Json(TaskList {
-        tasks: tasks.iter().map(TaskView::from).collect(),
+        tasks: tasks.iter().map(TaskView::from_record).collect(),
     }))
 }
 
