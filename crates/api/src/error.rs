@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct ErrorBody {
     /// A stable machine-readable code: `bad_request`, `invalid_json`,
     /// `invalid_project_yaml`, `unknown_action`, `git`, `unauthorized`,
-    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `no_route`,
+    /// `project_yaml_too_large`, `forbidden`, `not_found`, `conflict`, `payload_too_large`, `no_route`,
     /// `method_not_allowed`, `internal`, `unavailable`.
     pub error: String,
     /// What went wrong, for people.

@@ -155,12 +155,28 @@ impl Repos {
             Some(repo) => repo,
             None => self.cache.ensure(url).map_err(git_error)?,
         };
-        let parsed: Parsed = match repo.read_file(commit, "project.yaml").map_err(git_error)? {
-            None => Err(AppError::bad_request(format!(
+        // Capped before anything is read: git gives the blob's size first.
+        let read = repo.read_file_limited(
+            commit,
+            "project.yaml",
+            warden_pipeline::MAX_PROJECT_FILE_BYTES,
+        );
+        // A file over the limit is an answer about this commit, remembered
+        // like the others; a failure of git is not.
+        let parsed: Parsed = match read {
+            Err(GitError::FileTooLarge { size, limit, .. }) => Err(AppError::BadRequest {
+                code: "project_yaml_too_large",
+                message: format!(
+                    "project.yaml at commit {commit} is {size} bytes, more than the limit of \
+                     {limit} bytes; nothing was read"
+                ),
+            }),
+            Err(e) => return Err(git_error(e)),
+            Ok(None) => Err(AppError::bad_request(format!(
                 "No project.yaml file found in {}",
                 warden_git::redact_url(url)
             ))),
-            Some(bytes) => match String::from_utf8(bytes) {
+            Ok(Some(bytes)) => match String::from_utf8(bytes) {
                 Err(_) => Err(AppError::bad_request("project.yaml is not valid UTF-8")),
                 Ok(text) => match warden_pipeline::load(&text) {
                     Ok(pipeline) => Ok((Arc::from(text), Arc::new(pipeline))),

@@ -11,6 +11,7 @@ use crate::db_tests;
 db_tests!(
     oversized_bodies_get_413_on_every_route,
     streamed_oversized_bodies_get_413,
+    oversized_project_yaml_is_refused_unread,
 );
 
 /// Sends `method path` with `Content-Length: length` and no body over a raw
@@ -219,5 +220,70 @@ async fn streamed_oversized_bodies_get_413(db: Db) {
         )
         .await;
     assert_eq!(a.body["outcome"], "applied");
+    app.stop().await;
+}
+
+/// A committed `project.yaml` over `warden_pipeline::MAX_PROJECT_FILE_BYTES`
+/// is refused with a 400 naming the size and the limit (git is asked for the
+/// blob's size first, so it is never read), for several sizes over the
+/// limit; one of exactly the limit is read; the server keeps serving.
+async fn oversized_project_yaml_is_refused_unread(db: Db) {
+    let app = TestApp::start(db).await;
+    let limit = warden_pipeline::MAX_PROJECT_FILE_BYTES as usize;
+    let valid = crate::common::STUDY;
+    for (i, size) in [limit + 1, limit + 4096, 2 * limit, 8 * limit]
+        .into_iter()
+        .enumerate()
+    {
+        // A valid pipeline followed by a comment: only the size is wrong.
+        let mut text = format!("{valid}#");
+        text.push_str(&"x".repeat(size - text.len()));
+        assert_eq!(text.len(), size);
+        let branch = format!("big{i}");
+        app.repo.checkout_new(&branch);
+        let sha = app.repo.commit("project.yaml", &text, "too big");
+        app.repo.checkout("main");
+        app.store
+            .create_workspace(&warden_state::NewWorkspace {
+                name: format!("bigws{i}"),
+                repo_url: app.repo.url(),
+                branch: branch.clone(),
+                project_id: Some(1),
+            })
+            .await
+            .unwrap();
+        // Named by its commit, and as the branch head.
+        for commit in [Some(sha.as_str()), None] {
+            let mut body =
+                json!({"workspace": format!("bigws{i}"), "backend": "test", "actions": ["other"]});
+            if let Some(c) = commit {
+                body["commit"] = json!(c);
+            }
+            let a = app.create(body).await;
+            assert_eq!(a.status, 400, "{size} bytes: {:#}", a.body);
+            assert_eq!(a.body["error"], "project_yaml_too_large", "{:#}", a.body);
+            let message = a.body["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("is {size} bytes"))
+                    && message.contains(&format!("limit of {limit} bytes")),
+                "{message}"
+            );
+        }
+    }
+    // Exactly the limit is read (and planned).
+    let mut text = format!("{valid}#");
+    text.push_str(&"x".repeat(limit - text.len()));
+    app.repo.commit("project.yaml", &text, "as big as allowed");
+    let r = app.request("ws", &["other"]).await;
+    assert_eq!(r["jobs"].as_array().unwrap().len(), 1, "{r:#}");
+    // Still serving.
+    let a = app
+        .get(
+            "/api/v1/job-requests",
+            "/api/v1/job-requests",
+            &app.tokens.dev,
+        )
+        .await;
+    assert_eq!(a.status, 200);
     app.stop().await;
 }
