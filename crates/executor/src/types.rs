@@ -19,49 +19,24 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
 /// 64-core backend are a few hundred) and far below a host's `pid_max`
 /// (32,768 or more), so one job can never starve the machine.
 pub const DEFAULT_PIDS_LIMIT: u64 = 1024;
-/// Default largest moderately_sensitive file: 16 MiB.
-pub const DEFAULT_LEVEL4_MAX_FILESIZE: u64 = 16 * 1024 * 1024;
-/// Default most data rows in a moderately_sensitive CSV file.
-pub const DEFAULT_LEVEL4_MAX_CSV_ROWS: u64 = 5000;
-/// File types allowed in moderately_sensitive outputs (level 4), with dots.
-pub const DEFAULT_LEVEL4_FILE_TYPES: &[&str] = &[
-    ".csv", ".html", ".jpeg", ".jpg", ".json", ".log", ".md", ".png", ".svg", ".svgz", ".txt",
-];
+/// Default largest moderately_sensitive file: 16 MiB
+/// ([`warden_pipeline::LEVEL4_MAX_FILESIZE`]).
+pub const DEFAULT_LEVEL4_MAX_FILESIZE: u64 = warden_pipeline::LEVEL4_MAX_FILESIZE;
+/// Default most data rows in a moderately_sensitive CSV file
+/// ([`warden_pipeline::LEVEL4_MAX_CSV_ROWS`]).
+pub const DEFAULT_LEVEL4_MAX_CSV_ROWS: u64 = warden_pipeline::LEVEL4_MAX_CSV_ROWS;
+/// File types allowed in moderately_sensitive outputs (level 4), with dots
+/// ([`warden_pipeline::LEVEL4_FILE_TYPES`]).
+pub const DEFAULT_LEVEL4_FILE_TYPES: &[&str] = &warden_pipeline::LEVEL4_FILE_TYPES;
 
 /// Name of the marker written last by `prepare`; its content is the time (ns
 /// since the epoch) preparation finished and its mtime is the reference for
 /// spotting files the job created.
 pub const TIMESTAMP_FILE: &str = ".opensafely-timestamp";
 
-/// Privacy level of an output, as declared in `project.yaml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PrivacyLevel {
-    /// Patient-level data: never leaves the high-privacy store.
-    HighlySensitive,
-    /// Aggregate data: copied to the medium-privacy store (level 4) when it
-    /// passes the level-4 checks, and may be reviewed for release.
-    ModeratelySensitive,
-    /// Treated like `highly_sensitive` by the executor (kept in high privacy only).
-    MinimallySensitive,
-}
-
-impl PrivacyLevel {
-    /// The spelling used in `project.yaml`, logs and the manifest.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PrivacyLevel::HighlySensitive => "highly_sensitive",
-            PrivacyLevel::ModeratelySensitive => "moderately_sensitive",
-            PrivacyLevel::MinimallySensitive => "minimally_sensitive",
-        }
-    }
-}
-
-impl fmt::Display for PrivacyLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Privacy level of an output, as declared in `project.yaml`: the pipeline's
+/// one definition.
+pub use warden_pipeline::PrivacyLevel;
 
 fn default_cpu_count() -> f64 {
     DEFAULT_CPU_COUNT

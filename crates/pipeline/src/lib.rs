@@ -32,8 +32,8 @@ pub mod yaml;
 
 pub use diagnostic::{Diagnostic, DiagnosticKind, Report};
 pub use model::{
-    Action, Command, Expectations, Outputs, Pipeline, PrivacyLevel, RUN_ALL_COMMAND,
-    is_database_action,
+    Action, Command, Expectations, LEVEL4_MAX_CSV_ROWS, LEVEL4_MAX_FILESIZE, Outputs, Pipeline,
+    PrivacyLevel, RUN_ALL_COMMAND, is_database_action,
 };
 pub use read::{MAX_PROJECT_FILE_BYTES, ReadError, read_project_file};
 pub use validate::{LEVEL4_FILE_TYPES, check};

@@ -1,13 +1,24 @@
 //! The pipeline model: what a valid `project.yaml` means.
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The magic action name that means "every action in the project".
 pub const RUN_ALL_COMMAND: &str = "run_all";
 
+/// Largest moderately_sensitive file the level-4 checks copy to the
+/// medium-privacy store (job-runner's default): 16 MiB.
+pub const LEVEL4_MAX_FILESIZE: u64 = 16 * 1024 * 1024;
+
+/// Most data rows in a moderately_sensitive CSV file the level-4 checks copy
+/// (job-runner's default).
+pub const LEVEL4_MAX_CSV_ROWS: u64 = 5000;
+
 /// Output privacy levels, in the fixed order the reference uses everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// This is the one definition: the executor, the server and the agents use it
+/// (with [`crate::LEVEL4_FILE_TYPES`], [`LEVEL4_MAX_FILESIZE`] and
+/// [`LEVEL4_MAX_CSV_ROWS`], the level-4 rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrivacyLevel {
     /// Never visible to researchers.
@@ -209,5 +220,44 @@ impl Outputs {
     pub fn patterns(&self) -> impl Iterator<Item = (PrivacyLevel, &str)> {
         self.levels()
             .flat_map(|(l, m)| m.values().map(move |p| (l, p.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule the executor and the server share (job-runner §5.7 and the
+    /// reference's `constants.LEVEL4_FILE_TYPES`), pinned.
+    #[test]
+    fn privacy_levels_and_level4_rules_are_pinned() {
+        let names: Vec<&str> = PrivacyLevel::ALL.iter().map(|l| l.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "highly_sensitive",
+                "moderately_sensitive",
+                "minimally_sensitive"
+            ]
+        );
+        for level in PrivacyLevel::ALL {
+            let json = serde_json::to_string(&level).unwrap();
+            assert_eq!(json, format!("\"{level}\""));
+            let back: PrivacyLevel = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, level);
+            assert_eq!(PrivacyLevel::parse(level.as_str()), Some(level));
+        }
+        assert!(serde_json::from_str::<PrivacyLevel>("\"Moderately_sensitive\"").is_err());
+        let mut types = crate::LEVEL4_FILE_TYPES.to_vec();
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            [
+                ".csv", ".html", ".jpeg", ".jpg", ".json", ".log", ".md", ".png", ".svg", ".svgz",
+                ".txt"
+            ]
+        );
+        assert_eq!(LEVEL4_MAX_FILESIZE, 16 * 1024 * 1024);
+        assert_eq!(LEVEL4_MAX_CSV_ROWS, 5000);
     }
 }

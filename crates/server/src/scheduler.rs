@@ -929,8 +929,8 @@ impl Scheduler {
             cpu_count: self.config.job_cpu_count,
             memory_limit: self.config.job_memory_limit,
             created_at: job.created_at.unix_timestamp(),
-            level4_max_filesize: 16 * 1024 * 1024,
-            level4_max_csv_rows: 5000,
+            level4_max_filesize: warden_pipeline::LEVEL4_MAX_FILESIZE,
+            level4_max_csv_rows: warden_pipeline::LEVEL4_MAX_CSV_ROWS,
             level4_file_types: LEVEL4_FILE_TYPES.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
