@@ -10,11 +10,12 @@
 //!
 //! [`run`] does it all:
 //!
-//! 1. loads and validates `project.yaml`;
+//! 1. takes `project.yaml` as [`load_project`] read and validated it (once:
+//!    the caller checks the request against the same [`Project`]);
 //! 2. takes the study's run lock (two runs in one folder would trample each
 //!    other's outputs), opens the history and marks any job a killed earlier run
 //!    left pending or running as failed (it can never finish);
-//! 3. plans, against the history: named actions always run; a dependency runs
+//! 3. plans once, against the history read under the lock: named actions always run; a dependency runs
 //!    when it never ran, last failed, has an output missing on disk, or is forced;
 //! 4. runs the new jobs, independent ones concurrently (up to `concurrency`),
 //!    each once its dependencies succeeded; a failed dependency fails its
@@ -29,24 +30,23 @@
 //!
 //! Progress is reported as [`Event`]s on a channel, so the caller decides how to
 //! show it.
+//!
+//! Modules by concern: `project` (reading `project.yaml`), `plan` (planning
+//! against the history), `history` (a corrupt database, reaping leftovers),
+//! `schedule` (dependency order, concurrency, stopping), `job` (one job through
+//! [`warden_executor::driver`], recorded step by step).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use warden_executor::beneath::Tree;
-use warden_executor::driver::{DriveEvents, Driven, Stage, drive};
-use warden_executor::{
-    Executor, ExecutorError, JobDefinition, JobResults, LogLine, Outcome as ExecOutcome,
-};
-use warden_pipeline::escape::{escape_name, escape_path};
+use warden_executor::{Executor, ExecutorError, JobResults};
+use warden_pipeline::escape::escape_path;
 use warden_pipeline::{Pipeline, Report};
-use warden_planner::{JobRequest as PlanRequest, JobState, Plan, PriorJob};
-use warden_state::{Job, JobRequestStatus, JobUpdate, NewJob, NewJobRequest, Store};
+use warden_state::{Job, JobUpdate, NewJobRequest, Store};
 
 pub use warden_planner::PlanError;
 pub use warden_state::StatusCode;
@@ -226,19 +226,6 @@ pub enum RunError {
     Executor(#[from] ExecutorError),
 }
 
-/// The first shell word of a run command (its image).
-fn first_word(command: &str) -> String {
-    warden_pipeline::python::shlex_split(command)
-        .ok()
-        .and_then(|p| p.into_iter().next())
-        .unwrap_or_default()
-}
-
-/// `<prefix>/<name>:<tag>`.
-fn full_image(prefix: &str, image: String) -> String {
-    format!("{}/{}", prefix.trim_end_matches('/'), image)
-}
-
 /// Shared by the jobs of one run.
 struct Ctx {
     opts: RunOptions,
@@ -273,58 +260,27 @@ impl Ctx {
     }
 }
 
-/// Loads `project.yaml` from a study directory.
-pub fn load_project(dir: &Path) -> Result<(Pipeline, String), RunError> {
-    let path = dir.join("project.yaml");
-    let bytes = match warden_pipeline::read_project_file(&path) {
-        Ok(bytes) => bytes,
-        Err(warden_pipeline::ReadError::NotFound { .. }) => {
-            return Err(RunError::NoProject(dir.to_path_buf()));
-        }
-        Err(e) => return Err(RunError::Unreadable(e)),
-    };
-    let text = String::from_utf8(bytes).map_err(|e| RunError::Io {
-        path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-    })?;
-    match warden_pipeline::load(&text) {
-        Ok(p) => Ok((p, text)),
-        Err(report) => Err(RunError::InvalidProject { path, text, report }),
-    }
-}
+mod history;
+mod job;
+mod plan;
+mod project;
+mod schedule;
 
-/// Checks the requested action names against the pipeline (and that what they
-/// need can be ordered), so that a typo is reported at once: before Docker is
-/// reached or the history opened. [`run`] plans with the same rules.
-pub fn check_request(pipeline: &Pipeline, actions: &[String]) -> Result<(), PlanError> {
-    warden_planner::Graph::new(pipeline)
-        .closure(actions)
-        .map(|_| ())
-}
+pub use job::local_message;
+pub use project::{Project, check_request, load_project};
 
-/// The final status text of a job that ran, as the researcher sees it locally.
-///
-/// The executor's [`JobResults::user_message`] is the text a backend may send
-/// off the backend, so it names no file: for unmatched patterns it only says
-/// "See job log for details". Locally the study is the researcher's own, so
-/// name the patterns that matched nothing, as `opensafely run` does.
-pub fn local_message(results: &JobResults) -> String {
-    match results.outcome() {
-        ExecOutcome::UnmatchedPatterns if !results.unmatched_patterns.is_empty() => {
-            let mut message = "No outputs found matching patterns:".to_string();
-            for pattern in &results.unmatched_patterns {
-                message.push_str("\n - ");
-                message.push_str(&escape_name(pattern));
-            }
-            message
-        }
-        _ => results.user_message(),
-    }
-}
+use history::{corrupt_or, reap_leftovers};
+use plan::{first_word, full_image, plan_jobs};
+use schedule::schedule;
 
 /// Runs a local job request; see the crate documentation.
+///
+/// `project` is the study's `project.yaml` as [`load_project`] read it (the
+/// caller has usually validated the request against it already: it is read
+/// and parsed once).
 pub async fn run(
     opts: RunOptions,
+    project: Project,
     executor: Arc<dyn Executor>,
     events: UnboundedSender<Event>,
     cancel: CancellationToken,
@@ -333,7 +289,7 @@ pub async fn run(
         path: opts.project_dir.clone(),
         source,
     })?;
-    let (pipeline, text) = load_project(&dir)?;
+    let Project { pipeline, text } = project;
     let metadata = dir.join("metadata");
     // `metadata/` is reached without following a link: a study committing
     // `metadata -> /elsewhere` must not have its history written there.
@@ -378,49 +334,37 @@ pub async fn run(
     request.project_definition = text;
     request.created_by = opts.created_by.clone();
 
-    // Every image the new jobs need must be here before any job is created: a
-    // missing one found after an hour of other jobs would waste the hour.
-    {
-        let latest = store.latest_jobs(&workspace, Some(LOCAL_BACKEND)).await?;
-        let mut dry_request = request.clone();
-        let mut dry_nothing = None;
-        let jobs = plan_jobs(
-            &pipeline,
-            &dir,
-            &mut dry_request,
-            &latest,
-            &opts.actions,
-            opts.force_run_dependencies,
-            &mut dry_nothing,
-        )?;
-        let images: std::collections::BTreeSet<String> = jobs
-            .iter()
-            .map(|j| full_image(&opts.image_prefix, first_word(&j.run_command)))
-            .collect();
-        let mut missing = Vec::new();
-        for image in images {
-            if !executor.image_available(&image).await? {
-                missing.push(image);
-            }
-        }
-        if !missing.is_empty() {
-            return Err(RunError::MissingImages(missing));
+    // Plan once, against the history read under the study's lock (no other
+    // run can write it meanwhile), then check every image the new jobs need
+    // before any job is created: a missing one found after an hour of other
+    // jobs would waste the hour.
+    let latest = store.latest_jobs(&workspace, Some(LOCAL_BACKEND)).await?;
+    let mut nothing: Option<Vec<String>> = None;
+    let jobs = plan_jobs(
+        &pipeline,
+        &dir,
+        &mut request,
+        &latest,
+        &opts.actions,
+        opts.force_run_dependencies,
+        &mut nothing,
+    )?;
+    let images: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .map(|j| full_image(&opts.image_prefix, first_word(&j.run_command)))
+        .collect();
+    let mut missing = Vec::new();
+    for image in images {
+        if !executor.image_available(&image).await? {
+            missing.push(image);
         }
     }
-
-    let mut nothing: Option<Vec<String>> = None;
-    let planned = {
-        let pipeline = &pipeline;
-        let dir = &dir;
-        let nothing = &mut nothing;
-        let force = opts.force_run_dependencies;
-        let actions = opts.actions.clone();
-        store
-            .create_job_request_planned(request, move |req, state| {
-                plan_jobs(pipeline, dir, req, state, &actions, force, nothing)
-            })
-            .await?
-    };
+    if !missing.is_empty() {
+        return Err(RunError::MissingImages(missing));
+    }
+    let planned = store
+        .create_job_request_planned(request, move |_, _| Ok::<_, PlanError>(jobs))
+        .await?;
     let created = planned?;
     if let Some(lines) = nothing {
         return Ok(Outcome::NothingToDo(lines));
@@ -454,462 +398,4 @@ pub async fn run(
         jobs,
         cancelled,
     })
-}
-
-/// SQLite's "not a database" and "malformed" errors as
-/// [`RunError::CorruptHistory`]; anything else as it is.
-fn corrupt_or(error: warden_state::Error, db: &Path) -> RunError {
-    let reason = match &error {
-        warden_state::Error::Database(e) => e.as_database_error().and_then(|d| {
-            let code = d.code();
-            let corrupt = matches!(code.as_deref(), Some("11" | "26"))
-                || d.message().contains("not a database")
-                || d.message().contains("malformed");
-            corrupt.then(|| d.message().to_string())
-        }),
-        warden_state::Error::Migration { message, .. }
-            if message.contains("not a database") || message.contains("malformed") =>
-        {
-            Some(message.clone())
-        }
-        _ => None,
-    };
-    match reason {
-        Some(reason) => RunError::CorruptHistory {
-            path: db.to_path_buf(),
-            reason,
-        },
-        None => RunError::Store(error),
-    }
-}
-
-/// Removes what a killed earlier run (`kill -9`) left in Docker and in
-/// `metadata/volumes`: containers and working directories of jobs of this
-/// study that the history says are no longer running (jobs of other studies
-/// on the same machine are not in this history, and are left alone). Runs
-/// under the study's lock, after interrupted jobs were recorded as failed.
-async fn reap_leftovers(store: &Store, executor: &dyn Executor) {
-    let ids = match executor.leftover_jobs().await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not look for containers left by an earlier run");
-            return;
-        }
-    };
-    for id in ids {
-        match store.get_job(&id).await {
-            Ok(Some(job)) if job.state.is_final() => {
-                tracing::info!(job = %id, "removing what an earlier run left behind");
-                executor.reap(&id).await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(job = %id, error = %e, "could not look up a leftover job"),
-        }
-    }
-}
-
-/// Plans against the workspace state; the closure run inside the store's
-/// per-workspace transaction.
-fn plan_jobs(
-    pipeline: &Pipeline,
-    dir: &Path,
-    req: &mut NewJobRequest,
-    state: &[Job],
-    actions: &[String],
-    force: bool,
-    nothing: &mut Option<Vec<String>>,
-) -> Result<Vec<NewJob>, PlanError> {
-    let mut history: HashMap<String, PriorJob> = HashMap::new();
-    for job in state {
-        let Some(state) = JobState::parse(job.state.as_str()) else {
-            continue;
-        };
-        let mut prior = PriorJob::new(job.id.clone(), state);
-        let missing = job
-            .outputs
-            .as_ref()
-            .is_some_and(|outs| outs.keys().any(|p| !dir.join(p).is_file()));
-        if missing {
-            prior = prior.with_outputs_missing();
-        }
-        history.insert(job.action.clone(), prior);
-    }
-    let request = PlanRequest::new(req.id.clone(), actions.iter().cloned())
-        .with_force_run_dependencies(force)
-        .with_dummy_data(true);
-    match warden_planner::plan(pipeline, &request, &history)? {
-        Plan::NothingToDo(n) => {
-            req.status = JobRequestStatus::NothingToDo;
-            req.status_message = n.message().to_string();
-            *nothing = Some(n.local_run_lines().iter().map(|s| s.to_string()).collect());
-            Ok(Vec::new())
-        }
-        plan => Ok(plan
-            .into_jobs()
-            .into_iter()
-            .map(|j| NewJob {
-                action: j.action.to_string(),
-                run_command: j.run_command.clone(),
-                image: j.image.to_string(),
-                output_spec: j.output_spec.to_json(),
-                requires_outputs_from: j.requires_outputs_from.to_vec(),
-                wait_for_job_ids: j.wait_for_job_ids.clone(),
-                requires_db: j.requires_db,
-            })
-            .collect()),
-    }
-}
-
-/// Where a job stands in this run.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Waiting,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-/// Runs the jobs: each once what it waits for succeeded, up to `concurrency`
-/// at a time. Returns summaries in plan order and whether the run was cancelled.
-async fn schedule(ctx: &Arc<Ctx>, jobs: Vec<Job>) -> (Vec<JobSummary>, bool) {
-    let ids: HashSet<String> = jobs.iter().map(|j| j.id.clone()).collect();
-    let mut slots: HashMap<String, Slot> =
-        jobs.iter().map(|j| (j.id.clone(), Slot::Waiting)).collect();
-    let mut summaries: HashMap<String, JobSummary> = HashMap::new();
-    let mut running: JoinSet<JobSummary> = JoinSet::new();
-    let concurrency = ctx.opts.concurrency.max(1);
-    let mut stopping = false;
-    let mut cancelled = false;
-    loop {
-        // Decide what every waiting job does now, in plan order.
-        let mut progressed = true;
-        while progressed {
-            progressed = false;
-            for job in &jobs {
-                if slots[&job.id] != Slot::Waiting {
-                    continue;
-                }
-                let waits: Vec<Slot> = job
-                    .wait_for_job_ids
-                    .iter()
-                    .filter(|w| ids.contains(*w))
-                    .map(|w| slots[w])
-                    .collect();
-                if waits.contains(&Slot::Failed) {
-                    let msg = "Not starting as dependency failed";
-                    ctx.set(job, StatusCode::DependencyFailed, msg).await;
-                    ctx.status(&job.action, msg);
-                    slots.insert(job.id.clone(), Slot::Failed);
-                    summaries.insert(
-                        job.id.clone(),
-                        summary(job, StatusCode::DependencyFailed, msg, None, None),
-                    );
-                    progressed = true;
-                    continue;
-                }
-                if stopping || cancelled {
-                    let (code, msg) = if cancelled {
-                        (
-                            StatusCode::CancelledByUser,
-                            "Cancelled by user before it started",
-                        )
-                    } else {
-                        (
-                            StatusCode::CancelledByUser,
-                            "Not started: the run stopped after a job failed (use --continue-on-error to keep going)",
-                        )
-                    };
-                    let _ = ctx.store.cancel_job(&job.id).await;
-                    ctx.set(job, code, msg).await;
-                    ctx.status(&job.action, msg);
-                    slots.insert(job.id.clone(), Slot::Failed);
-                    summaries.insert(job.id.clone(), summary(job, code, msg, None, None));
-                    progressed = true;
-                    continue;
-                }
-                if waits.iter().all(|s| *s == Slot::Succeeded) && running.len() < concurrency {
-                    slots.insert(job.id.clone(), Slot::Running);
-                    let ctx = Arc::clone(ctx);
-                    let job = job.clone();
-                    running.spawn(async move { run_job(ctx, job).await });
-                    progressed = true;
-                }
-            }
-        }
-        if running.is_empty() {
-            break;
-        }
-        tokio::select! {
-            done = running.join_next() => {
-                let Some(done) = done else { continue };
-                match done {
-                    Ok(s) => {
-                        let ok = s.succeeded();
-                        slots.insert(s.job_id.clone(), if ok { Slot::Succeeded } else { Slot::Failed });
-                        if !ok && !ctx.opts.continue_on_error {
-                            stopping = true;
-                        }
-                        summaries.insert(s.job_id.clone(), s);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "a job task panicked");
-                        stopping = true;
-                    }
-                }
-            }
-            () = ctx.cancel.cancelled(), if !cancelled => {
-                // Running jobs see the same token and cancel themselves.
-                cancelled = true;
-            }
-        }
-    }
-    if ctx.cancel.is_cancelled() {
-        cancelled = true;
-    }
-    // A job whose task panicked has no summary: record the truth.
-    for job in &jobs {
-        if !summaries.contains_key(&job.id) {
-            let msg = "Internal error: the job's runner stopped unexpectedly";
-            ctx.set(job, StatusCode::InternalError, msg).await;
-            summaries.insert(
-                job.id.clone(),
-                summary(job, StatusCode::InternalError, msg, None, None),
-            );
-        }
-    }
-    let ordered = jobs
-        .iter()
-        .filter_map(|j| summaries.remove(&j.id))
-        .collect();
-    (ordered, cancelled)
-}
-
-fn summary(
-    job: &Job,
-    code: StatusCode,
-    message: &str,
-    results: Option<JobResults>,
-    log: Option<PathBuf>,
-) -> JobSummary {
-    JobSummary {
-        action: job.action.clone(),
-        job_id: job.id.clone(),
-        code,
-        message: message.to_string(),
-        results,
-        log_path: log,
-    }
-}
-
-/// The executor's job definition for a planned job.
-async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
-    let parts = warden_pipeline::python::shlex_split(&job.run_command)
-        .map_err(|e| format!("cannot split the run command `{}`: {e:?}", job.run_command))?;
-    let image = parts.first().cloned().unwrap_or_default();
-    let mut def = JobDefinition::new(
-        &job.id,
-        &ctx.request_id,
-        &ctx.workspace,
-        &job.action,
-        full_image(&ctx.opts.image_prefix, image),
-        &ctx.dir,
-    );
-    def.args = parts.into_iter().skip(1).collect();
-    def.env
-        .insert("OPENSAFELY_BACKEND".into(), "expectations".into());
-    def.code_exclude = ctx.exclude.clone();
-    def.cpu_count = ctx.opts.cpu_count;
-    def.memory_limit = ctx.opts.memory_limit;
-    def.pids_limit = ctx.opts.pids_limit;
-    def.created_by = Some(ctx.opts.created_by.clone());
-    def.repo_url = Some(ctx.dir.display().to_string());
-    def.labels
-        .insert("warden.request".into(), ctx.request_id.clone());
-    if let Some(action) = ctx.pipeline.actions.get(&job.action) {
-        for (level, entries) in action.outputs.levels() {
-            for pattern in entries.values() {
-                def.output_spec
-                    .insert(pattern.clone(), executor_level(level));
-            }
-        }
-    }
-    // Inputs: every output recorded for the latest job of each action needed.
-    let latest = ctx
-        .store
-        .latest_jobs(&ctx.workspace, Some(LOCAL_BACKEND))
-        .await
-        .map_err(|e| format!("cannot read the job history: {e}"))?;
-    let by_action: HashMap<&str, &Job> = latest.iter().map(|j| (j.action.as_str(), j)).collect();
-    let mut inputs = BTreeMap::new();
-    for need in &job.requires_outputs_from {
-        if let Some(outputs) = by_action
-            .get(need.as_str())
-            .and_then(|j| j.outputs.as_ref())
-        {
-            for path in outputs.keys() {
-                inputs.insert(path.clone(), ());
-            }
-        }
-    }
-    def.inputs = inputs.into_keys().collect();
-    Ok(def)
-}
-
-fn executor_level(level: warden_pipeline::PrivacyLevel) -> warden_executor::PrivacyLevel {
-    match level {
-        warden_pipeline::PrivacyLevel::HighlySensitive => {
-            warden_executor::PrivacyLevel::HighlySensitive
-        }
-        warden_pipeline::PrivacyLevel::ModeratelySensitive => {
-            warden_executor::PrivacyLevel::ModeratelySensitive
-        }
-        warden_pipeline::PrivacyLevel::MinimallySensitive => {
-            warden_executor::PrivacyLevel::MinimallySensitive
-        }
-    }
-}
-
-/// What the driver's stages mean to a local run: a status change in the
-/// history and a line for the researcher.
-struct LocalEvents<'a> {
-    ctx: &'a Ctx,
-    job: &'a Job,
-}
-
-#[async_trait::async_trait]
-impl DriveEvents for LocalEvents<'_> {
-    async fn stage(&self, stage: Stage) {
-        let (code, msg, shown) = match stage {
-            Stage::Preparing => (
-                StatusCode::Preparing,
-                "Preparing your code and workspace files",
-                true,
-            ),
-            Stage::Prepared => (StatusCode::Prepared, "Prepared and ready to run", true),
-            Stage::Executing => (StatusCode::Executing, "Executing job on the backend", true),
-            Stage::Executed => (
-                StatusCode::Executed,
-                "Job has finished executing and is waiting to be finalized",
-                false,
-            ),
-            Stage::Finalizing => (StatusCode::Finalizing, "Recording job results", true),
-        };
-        self.ctx.set(self.job, code, msg).await;
-        if shown {
-            self.ctx.status(&self.job.action, msg);
-        }
-    }
-
-    fn follow_logs(&self) -> bool {
-        true
-    }
-
-    fn log(&self, line: LogLine) {
-        let _ = self.ctx.events.send(Event::Log {
-            action: self.job.action.clone(),
-            line: line.text.trim_end_matches(['\n', '\r']).to_string(),
-        });
-    }
-}
-
-/// Runs one job through the executor's driver and records every step.
-async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
-    let events = LocalEvents {
-        ctx: &ctx,
-        job: &job,
-    };
-    let def = match definition(&ctx, &job).await {
-        Ok(def) => def,
-        Err(e) => {
-            events.stage(Stage::Preparing).await;
-            return fail(&ctx, &job, None, format!("Internal error: {e}")).await;
-        }
-    };
-    let driven = drive(
-        ctx.executor.as_ref(),
-        &def,
-        &ctx.cancel,
-        &events,
-        &failure_message,
-    )
-    .await;
-    let results = match driven {
-        Driven::Completed(results) => results,
-        Driven::Failed { error, results } => {
-            return fail(&ctx, &job, results, failure_message(&error)).await;
-        }
-        Driven::Cancelled(results) => return cancel(&ctx, &job, results).await,
-    };
-    let action = &job.action;
-    let code = match results.outcome() {
-        ExecOutcome::Succeeded => StatusCode::Succeeded,
-        ExecOutcome::NonzeroExit => StatusCode::NonzeroExit,
-        ExecOutcome::UnmatchedPatterns => StatusCode::UnmatchedPatterns,
-        ExecOutcome::Cancelled => StatusCode::CancelledByUser,
-        ExecOutcome::Error => StatusCode::InternalError,
-    };
-    let message = local_message(&results);
-    let mut update = JobUpdate::code(&job.id, code, &message);
-    update.outputs = Some(
-        results
-            .outputs
-            .iter()
-            .map(|(p, l)| (p.clone(), l.as_str().to_string()))
-            .collect(),
-    );
-    ctx.record(update).await;
-    ctx.status(action, &message);
-    let log = ctx.dir.join("metadata").join(format!("{action}.log"));
-    summary(
-        &job,
-        code,
-        &message,
-        Some(results),
-        log.is_file().then_some(log),
-    )
-}
-
-/// The text of an executor failure. Problems a person must fix (a missing
-/// image, a missing input file) are shown as they are: they say what to do,
-/// and calling them internal errors ("a platform issue rather than a problem
-/// for users to fix") would send the researcher the wrong way. Anything else
-/// is an internal error.
-fn failure_message(error: &ExecutorError) -> String {
-    match error {
-        ExecutorError::ImageNotFound { .. }
-        | ExecutorError::MissingInput { .. }
-        | ExecutorError::InputNotRegularFile { .. }
-        | ExecutorError::LinkInPath { .. }
-        | ExecutorError::JobTree { .. } => error.to_string(),
-        // Locally the study is the researcher's own: name the files (escaped).
-        ExecutorError::UnusableOutputNames { names, .. } => {
-            let mut message = error.to_string();
-            message.push(':');
-            for name in names {
-                message.push_str("\n - ");
-                message.push_str(name);
-            }
-            message
-        }
-        _ => format!("Internal error: {error}"),
-    }
-}
-
-/// Records an executor failure as the job's final state (`internal_error`),
-/// keeping the error's text: locally it is the researcher's to read. The
-/// driver has recorded it in the job's metadata (`results`) and cleaned up.
-async fn fail(ctx: &Ctx, job: &Job, results: Option<JobResults>, message: String) -> JobSummary {
-    ctx.set(job, StatusCode::InternalError, &message).await;
-    ctx.status(&job.action, &message);
-    summary(job, StatusCode::InternalError, &message, results, None)
-}
-
-/// Records the job as cancelled (the driver killed its container, recorded
-/// it and cleaned up).
-async fn cancel(ctx: &Ctx, job: &Job, results: Option<JobResults>) -> JobSummary {
-    let _ = ctx.store.cancel_job(&job.id).await;
-    let msg = "Cancelled by user";
-    ctx.set(job, StatusCode::CancelledByUser, msg).await;
-    ctx.status(&job.action, msg);
-    summary(job, StatusCode::CancelledByUser, msg, results, None)
 }

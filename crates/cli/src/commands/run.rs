@@ -100,14 +100,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Validate first: a broken project.yaml or a mistyped action name needs no
     // Docker to be reported.
     let shown = shown_project_file(&args.project_dir);
-    let pipeline = match warden_local::load_project(&dir) {
-        Ok((pipeline, _)) => pipeline,
+    let project = match warden_local::load_project(&dir) {
+        Ok(project) => project,
         Err(e) => return Ok(report_run_error(&e, &shown)),
     };
-    if let Err(e) = warden_local::check_request(&pipeline, &args.actions) {
+    if let Err(e) = warden_local::check_request(&project.pipeline, &args.actions) {
         return Ok(report_run_error(&RunError::Plan(e), &shown));
     }
-    drop(pipeline);
     warn_about_uncommitted(&dir);
 
     let executor = match DockerExecutor::connect(ExecutorConfig::local(&dir)).await {
@@ -149,7 +148,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         image_prefix: args.image_prefix.clone(),
         created_by: std::env::var("USER").unwrap_or_else(|_| "local".into()),
     };
-    let result = warden_local::run(opts, Arc::new(executor), tx, cancel.clone()).await;
+    let result = warden_local::run(opts, project, Arc::new(executor), tx, cancel.clone()).await;
     let _ = printer.await;
     let outcome = match result {
         Ok(outcome) => outcome,
