@@ -60,8 +60,7 @@ async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
     if let Some(action) = ctx.pipeline.actions.get(&job.action) {
         for (level, entries) in action.outputs.levels() {
             for pattern in entries.values() {
-                def.output_spec
-                    .insert(pattern.clone(), executor_level(level));
+                def.output_spec.insert(pattern.clone(), level);
             }
         }
     }
@@ -85,20 +84,6 @@ async fn definition(ctx: &Ctx, job: &Job) -> Result<JobDefinition, String> {
     }
     def.inputs = inputs.into_keys().collect();
     Ok(def)
-}
-
-fn executor_level(level: warden_pipeline::PrivacyLevel) -> warden_executor::PrivacyLevel {
-    match level {
-        warden_pipeline::PrivacyLevel::HighlySensitive => {
-            warden_executor::PrivacyLevel::HighlySensitive
-        }
-        warden_pipeline::PrivacyLevel::ModeratelySensitive => {
-            warden_executor::PrivacyLevel::ModeratelySensitive
-        }
-        warden_pipeline::PrivacyLevel::MinimallySensitive => {
-            warden_executor::PrivacyLevel::MinimallySensitive
-        }
-    }
 }
 
 /// What the driver's stages mean to a local run: a status change in the
