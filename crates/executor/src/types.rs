@@ -477,106 +477,52 @@ impl JobResults {
             oom_killed: self.oom_killed,
             cancelled: self.cancelled,
             has_error: self.error.is_some(),
+            fatal: false,
             has_unmatched_patterns: !self.unmatched_patterns.is_empty(),
             has_level4_excluded_files: !self.level4_excluded_files.is_empty(),
-            level4_excluded_count: self.level4_excluded_files.len(),
+            level4_excluded_count: self.level4_excluded_files.len() as u64,
             has_skipped_outputs: !self.skipped_outputs.is_empty(),
-            output_count: self.outputs.len(),
+            output_count: self.outputs.len() as u64,
             status_message: self.status_message.clone().filter(|m| !names_a_file(m)),
             timestamp_ns: self.timestamp_ns,
             image_id: self.image_id.clone(),
+            job_metrics: None,
         }
     }
 
-    /// How the job ended.
+    /// How the job ended, in the reference controller's order (its final
+    /// status code and message are `warden_state::StatusCode::for_results`
+    /// of [`JobResults::redacted`]).
     pub fn outcome(&self) -> Outcome {
-        self.redacted().outcome()
-    }
-
-    /// The job's final status text as a person should see it (job-runner §5.9).
-    pub fn user_message(&self) -> String {
-        self.redacted().user_message()
-    }
-}
-
-/// Results without any file name, for sending off the backend (job-runner §5.9).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct RedactedResults {
-    /// Container exit code; `None` if no container ran.
-    pub exit_code: Option<i64>,
-    /// Docker's OOMKilled flag.
-    #[serde(default)]
-    pub oom_killed: bool,
-    /// The job was cancelled.
-    #[serde(default)]
-    pub cancelled: bool,
-    /// The executor failed on the job (its message may name files, so it stays behind).
-    #[serde(default)]
-    pub has_error: bool,
-    /// Some output pattern matched nothing.
-    #[serde(default)]
-    pub has_unmatched_patterns: bool,
-    /// Some moderately_sensitive output failed the level-4 checks.
-    #[serde(default)]
-    pub has_level4_excluded_files: bool,
-    /// How many did.
-    #[serde(default)]
-    pub level4_excluded_count: usize,
-    /// Some pattern matched a symlink, directory or special file.
-    #[serde(default)]
-    pub has_skipped_outputs: bool,
-    /// Number of outputs found.
-    #[serde(default)]
-    pub output_count: usize,
-    /// The executor's message, blanked when it could contain file names.
-    #[serde(default)]
-    pub status_message: Option<String>,
-    /// When the job was finalized (ns since the epoch).
-    #[serde(default)]
-    pub timestamp_ns: u64,
-    /// Id of the image the container actually ran.
-    #[serde(default)]
-    pub image_id: Option<String>,
-}
-
-impl RedactedResults {
-    /// How the job ended, decided as the reference controller does.
-    pub fn outcome(&self) -> Outcome {
-        if self.has_error {
+        if self.error.is_some() {
             Outcome::Error
         } else if self.cancelled {
             Outcome::Cancelled
         } else if self.exit_code != Some(0) {
             Outcome::NonzeroExit
-        } else if self.has_unmatched_patterns {
+        } else if !self.unmatched_patterns.is_empty() {
             Outcome::UnmatchedPatterns
         } else {
             Outcome::Succeeded
         }
     }
+}
 
-    /// The job's final status text (job-runner §5.9, opensafely-cli §2.7).
-    pub fn user_message(&self) -> String {
-        match self.outcome() {
-            Outcome::Error => "Internal error: this usually means a platform issue rather than a problem for users to fix.".to_string(),
-            Outcome::Cancelled => "Cancelled by user".to_string(),
-            Outcome::NonzeroExit => match &self.status_message {
-                Some(message) if !message.is_empty() => format!("Job exited with an error: {message}"),
-                _ => "Job exited with an error".to_string(),
-            },
-            Outcome::UnmatchedPatterns => {
-                "Outputs matching expected patterns were not found. See job log for details.".to_string()
-            }
-            Outcome::Succeeded => {
-                if self.has_level4_excluded_files {
-                    format!(
-                        "Completed successfully, but {} file(s) marked as moderately_sensitive were excluded. See job log for details.",
-                        self.level4_excluded_count
-                    )
-                } else {
-                    "Completed successfully".to_string()
-                }
-            }
+/// Results without any file name, for sending off the backend (job-runner
+/// §5.9): the protocol's type, `warden_api::TaskResults`, which an agent
+/// sends as it is.
+pub type RedactedResults = warden_api::TaskResults;
+
+impl From<ExecutorState> for warden_api::AgentStage {
+    /// The stage an agent reports for a job in this state.
+    fn from(state: ExecutorState) -> warden_api::AgentStage {
+        match state {
+            ExecutorState::Unknown => warden_api::AgentStage::Unknown,
+            ExecutorState::Prepared => warden_api::AgentStage::Prepared,
+            ExecutorState::Executing => warden_api::AgentStage::Executing,
+            ExecutorState::Executed => warden_api::AgentStage::Executed,
+            ExecutorState::Finalized => warden_api::AgentStage::Finalized,
+            ExecutorState::Error => warden_api::AgentStage::Error,
         }
     }
 }

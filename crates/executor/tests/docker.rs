@@ -172,7 +172,7 @@ async fn nonzero_exit_still_keeps_outputs() {
     assert_eq!(results.exit_code, Some(3));
     assert_eq!(results.status_message, None);
     assert_eq!(results.outcome(), Outcome::NonzeroExit);
-    assert_eq!(results.user_message(), "Job exited with an error");
+    assert_eq!(final_message(&results), "Job exited with an error");
     // unmatched patterns are still reported, the exit code outranks them
     assert_eq!(results.unmatched_patterns, ["output/never.csv"]);
     assert_eq!(read(&env.high().join("output/part.csv")), "partial\n");
@@ -203,7 +203,7 @@ async fn unmatched_patterns_give_a_hint() {
     );
     assert_eq!(results.outcome(), Outcome::UnmatchedPatterns);
     assert_eq!(
-        results.user_message(),
+        final_message(&results),
         "Outputs matching expected patterns were not found. See job log for details."
     );
     // undeclared files are dropped
@@ -237,7 +237,7 @@ async fn out_of_memory_is_reported() {
         Some("Job ran out of memory (limit was 0.03GB)")
     );
     assert_eq!(
-        results.user_message(),
+        final_message(&results),
         "Job exited with an error: Job ran out of memory (limit was 0.03GB)"
     );
     env.executor.cleanup(&job).await;
@@ -587,8 +587,8 @@ async fn level4_exclusions() {
     );
     assert_eq!(results.outcome(), Outcome::Succeeded);
     assert_eq!(
-        results.user_message(),
-        "Completed successfully, but 4 file(s) marked as moderately_sensitive were excluded. See job log for details."
+        final_message(&results),
+        "Completed successfully, but some file(s) marked as moderately_sensitive were excluded. See job log for details."
     );
     // every output stays in high privacy; only ok.csv reaches medium, the rest get explanations
     assert_eq!(results.outputs.len(), 5);
@@ -859,4 +859,10 @@ async fn a_python_action_end_to_end() {
             .contains("backend expectations home /tmp")
     );
     env.executor.cleanup(&job).await;
+}
+
+/// The final status message the controller (and a local run) gives these
+/// results: the one decision, `StatusCode::for_results` (job-runner §5.9).
+fn final_message(results: &warden_executor::JobResults) -> String {
+    warden_state::StatusCode::for_results(&results.redacted(), false).1
 }

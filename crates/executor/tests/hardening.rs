@@ -108,7 +108,7 @@ async fn assert_refused(
     for name in names {
         assert!(!redacted.contains(name), "{case}: {redacted}");
     }
-    assert!(results.user_message().contains("Internal error"));
+    assert!(final_message(&results).contains("Internal error"));
     env.executor.cleanup(job).await;
 }
 
@@ -496,9 +496,15 @@ async fn a_fork_loop_stops_at_the_process_limit_with_a_clear_message() {
         "{message}\n{log}"
     );
     assert!(
-        results.user_message().contains("processes and threads"),
+        final_message(&results).contains("processes and threads"),
         "{}",
-        results.user_message()
+        final_message(&results)
     );
     env.executor.cleanup(&job).await;
+}
+
+/// The final status message the controller (and a local run) gives these
+/// results: the one decision, `StatusCode::for_results` (job-runner §5.9).
+fn final_message(results: &warden_executor::JobResults) -> String {
+    warden_state::StatusCode::for_results(&results.redacted(), false).1
 }

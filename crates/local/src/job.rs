@@ -15,8 +15,8 @@ use crate::{Ctx, Event, JobSummary, LOCAL_BACKEND};
 
 /// The final status text of a job that ran, as the researcher sees it locally.
 ///
-/// The executor's [`JobResults::user_message`] is the text a backend may send
-/// off the backend, so it names no file: for unmatched patterns it only says
+/// The controller's text (`StatusCode::for_results` of the redacted results,
+/// the same for a backend) names no file: for unmatched patterns it only says
 /// "See job log for details". Locally the study is the researcher's own, so
 /// name the patterns that matched nothing, as `opensafely run` does.
 pub fn local_message(results: &JobResults) -> String {
@@ -29,7 +29,7 @@ pub fn local_message(results: &JobResults) -> String {
             }
             message
         }
-        _ => results.user_message(),
+        _ => StatusCode::for_results(&results.redacted(), false).1,
     }
 }
 
@@ -158,13 +158,8 @@ pub(crate) async fn run_job(ctx: Arc<Ctx>, job: Job) -> JobSummary {
         Driven::Cancelled(results) => return cancel(&ctx, &job, results).await,
     };
     let action = &job.action;
-    let code = match results.outcome() {
-        ExecOutcome::Succeeded => StatusCode::Succeeded,
-        ExecOutcome::NonzeroExit => StatusCode::NonzeroExit,
-        ExecOutcome::UnmatchedPatterns => StatusCode::UnmatchedPatterns,
-        ExecOutcome::Cancelled => StatusCode::CancelledByUser,
-        ExecOutcome::Error => StatusCode::InternalError,
-    };
+    // The one decision of a final code, as on a backend (job-runner §5.9).
+    let (code, _) = StatusCode::for_results(&results.redacted(), false);
     let message = local_message(&results);
     let mut update = JobUpdate::code(&job.id, code, &message);
     update.outputs = Some(
