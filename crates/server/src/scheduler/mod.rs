@@ -55,10 +55,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use regex::Regex;
-use serde::Deserialize;
 use time::OffsetDateTime;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, watch};
 use warden_state::{
     FLAG_MODE, FLAG_PAUSED, HEARTBEAT_INTERVAL, Job, JobRequest, JobUpdate, MODE_DB_MAINTENANCE,
     NewTask, State, StatusCode, Store, Task, TaskType, canceljob_task_id, runjob_task_id,
@@ -86,30 +84,12 @@ pub const FLAG_MAX_DB_WORKERS: &str = "max-db-workers";
 pub const FLAG_JOB_WEIGHTS: &str = "job-weights";
 
 /// Status messages (job-runner §2.8).
-pub mod messages {
-    /// A job cancelled by a user.
-    pub const CANCELLED: &str = "Cancelled by user";
-    /// Pending on a paused backend.
-    pub const PAUSED: &str =
-        "Backend is currently paused for maintenance, job will start once this is completed";
-    /// A database job during database maintenance.
-    pub const DB_MAINTENANCE: &str = "Waiting for database to finish maintenance";
-    /// A dependency failed.
-    pub const DEPENDENCY_FAILED: &str = "Not starting as dependency failed";
-    /// Dependencies still running.
-    pub const WAITING_ON_DEPENDENCIES: &str = "Waiting on dependencies";
-    /// No worker slot.
-    pub const WAITING_ON_WORKERS: &str = "Waiting on available workers";
-    /// No worker slot for a heavy job.
-    pub const WAITING_ON_WORKERS_HEAVY: &str =
-        "Waiting on available workers for resource intensive job";
-    /// No database worker slot.
-    pub const WAITING_ON_DB_WORKERS: &str = "Waiting on available database workers";
-    /// Started.
-    pub const INITIATED: &str = "Job executing on the backend";
-    /// The controller failed on the job.
-    pub const INTERNAL_ERROR: &str = "Internal error: this usually means a platform issue rather than a problem for users to fix.\nThe tech team are automatically notified of these errors and will be investigating.";
-}
+pub mod messages;
+mod view;
+mod weights;
+
+use view::{Tracked, View};
+use weights::{Weights, number};
 
 /// Wakes the scheduler.
 #[derive(Debug, Clone, Default)]
@@ -129,10 +109,6 @@ impl SchedulerHandle {
     }
 }
 
-/// How often the scheduler re-reads every active job from the database,
-/// although events keep its view current (belt and braces).
-const FULL_RELOAD: std::time::Duration = std::time::Duration::from_secs(300);
-
 /// The scheduler task.
 pub struct Scheduler {
     store: Store,
@@ -140,101 +116,6 @@ pub struct Scheduler {
     events: Events,
     handle: SchedulerHandle,
     view: View,
-}
-
-/// The scheduler's view of the active jobs: read whole from the database at
-/// start (and after a missed event or a failed write, and every
-/// [`FULL_RELOAD`]), and kept current in between by the job events that
-/// every writer publishes (creates, cancels, the scheduler itself), so a
-/// pass costs no database read proportional to the number of waiting jobs.
-struct View {
-    rx: broadcast::Receiver<Arc<Job>>,
-    active: HashMap<String, Tracked>,
-    /// Jobs seen finishing since the last reload: late events about them
-    /// are ignored.
-    finished: HashSet<String>,
-    next_seq: u64,
-    reload: bool,
-    reloaded_at: std::time::Instant,
-}
-
-struct Tracked {
-    /// Arrival order: creation order within a job request.
-    seq: u64,
-    job: Job,
-}
-
-impl View {
-    fn track(&mut self, job: Job) {
-        self.next_seq += 1;
-        self.active.insert(
-            job.id.clone(),
-            Tracked {
-                seq: self.next_seq,
-                job,
-            },
-        );
-    }
-
-    /// Folds in a published version of a job: a final one leaves the view;
-    /// an older one than known is ignored, except that `cancelled` (which
-    /// never goes back) is kept from either.
-    fn merge(&mut self, job: &Job) {
-        if self.finished.contains(&job.id) {
-            return;
-        }
-        if job.state.is_final() {
-            self.active.remove(&job.id);
-            self.finished.insert(job.id.clone());
-            return;
-        }
-        match self.active.get_mut(&job.id) {
-            Some(t) => {
-                let cancelled = t.job.cancelled || job.cancelled;
-                if (job.status_code_updated_at, job.updated_at)
-                    >= (t.job.status_code_updated_at, t.job.updated_at)
-                {
-                    t.job = job.clone();
-                }
-                t.job.cancelled = cancelled;
-            }
-            None => self.track(job.clone()),
-        }
-    }
-
-    /// Brings the view up to date; returns whether it read everything.
-    async fn refresh(&mut self, store: &Store) -> warden_state::Result<bool> {
-        loop {
-            if self.reload || self.reloaded_at.elapsed() >= FULL_RELOAD {
-                // Whatever was published so far is in the database too.
-                while !matches!(
-                    self.rx.try_recv(),
-                    Err(broadcast::error::TryRecvError::Empty
-                        | broadcast::error::TryRecvError::Closed)
-                ) {}
-                let jobs = store.active_jobs(None).await?;
-                self.active.clear();
-                self.finished.clear();
-                for job in jobs {
-                    self.track(job);
-                }
-                self.reload = false;
-                self.reloaded_at = std::time::Instant::now();
-                return Ok(true);
-            }
-            match self.rx.try_recv() {
-                Ok(job) => self.merge(&job),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    tracing::info!(
-                        missed = n,
-                        "scheduler fell behind the job events; reloading"
-                    );
-                    self.reload = true;
-                }
-                Err(_) => return Ok(false),
-            }
-        }
-    }
 }
 
 /// Per-backend settings read at the start of a pass.
@@ -246,75 +127,6 @@ struct BackendInfo {
     weights: Weights,
     used: f64,
     used_db: f64,
-}
-
-#[derive(Default)]
-struct Weights {
-    default: Vec<(Regex, f64)>,
-    workspaces: HashMap<String, Vec<(Regex, f64)>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct WeightsJson {
-    #[serde(default)]
-    default: BTreeMap<String, f64>,
-    #[serde(default)]
-    workspaces: BTreeMap<String, BTreeMap<String, f64>>,
-}
-
-fn compile(map: &BTreeMap<String, f64>) -> Vec<(Regex, f64)> {
-    map.iter()
-        .filter_map(
-            |(pattern, w)| match Regex::new(&format!("^(?:{pattern})$")) {
-                Ok(re) => Some((re, *w)),
-                Err(e) => {
-                    tracing::warn!(pattern, error = %e, "ignoring an invalid job weight pattern");
-                    None
-                }
-            },
-        )
-        .collect()
-}
-
-impl Weights {
-    fn parse(text: Option<&str>) -> Weights {
-        let Some(text) = text else {
-            return Weights::default();
-        };
-        match serde_json::from_str::<WeightsJson>(text) {
-            Ok(w) => Weights {
-                default: compile(&w.default),
-                workspaces: w
-                    .workspaces
-                    .iter()
-                    .map(|(ws, m)| (ws.clone(), compile(m)))
-                    .collect(),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring an invalid job-weights flag");
-                Weights::default()
-            }
-        }
-    }
-
-    fn weight(&self, job: &Job) -> f64 {
-        if let Some(rules) = self.workspaces.get(&job.workspace)
-            && let Some((_, w)) = rules.iter().find(|(re, _)| re.is_match(&job.action))
-        {
-            return *w;
-        }
-        self.default
-            .iter()
-            .find(|(re, _)| re.is_match(&job.run_command))
-            .map_or(1.0, |(_, w)| *w)
-    }
-}
-
-/// Parses a number flag.
-fn number(flag: Option<&str>) -> Option<f64> {
-    flag.and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// The decisions of one pass, in order.
@@ -953,41 +765,5 @@ mod tests {
     fn attempts() {
         assert_eq!(attempt_of("abcdefghijklmnop-003"), 3);
         assert_eq!(attempt_of("weird"), 1);
-    }
-
-    #[test]
-    fn weights() {
-        let w = Weights::parse(Some(
-            r#"{"default": {"python:.* big\\.py": 4}, "workspaces": {"ws": {"heavy_.*": 2.5}}}"#,
-        ));
-        let mut job = Job {
-            id: "j".into(),
-            job_request_id: "r".into(),
-            workspace: "ws".into(),
-            backend: "b".into(),
-            action: "heavy_one".into(),
-            state: State::Pending,
-            status_code: StatusCode::Created,
-            status_message: String::new(),
-            run_command: "python:v2 big.py".into(),
-            image: String::new(),
-            output_spec: serde_json::json!({}),
-            requires_outputs_from: vec![],
-            wait_for_job_ids: vec![],
-            requires_db: false,
-            outputs: None,
-            cancelled: false,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            started_at: None,
-            completed_at: None,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-            status_code_updated_at: 0,
-        };
-        assert_eq!(w.weight(&job), 2.5);
-        job.action = "light".into();
-        assert_eq!(w.weight(&job), 4.0);
-        job.run_command = "python:v2 small.py".into();
-        assert_eq!(w.weight(&job), 1.0);
-        assert_eq!(Weights::parse(Some("not json")).weight(&job), 1.0);
     }
 }
