@@ -164,6 +164,52 @@ impl JobDefinition {
         }
     }
 
+    /// The definition of a task an agent was handed (`warden_api`'s
+    /// payload: the one wire form, not mirrored here), with the job's code
+    /// checked out at `code_dir`. The executor's own settings (user, labels,
+    /// process limit, code exclusions) take their defaults. An output level
+    /// that is not one of the three is [`ExecutorError::InvalidJob`].
+    pub fn from_task(
+        task: &warden_api::JobDefinition,
+        code_dir: impl Into<PathBuf>,
+    ) -> Result<Self, crate::ExecutorError> {
+        let mut output_spec = BTreeMap::new();
+        for (glob, level) in &task.output_spec {
+            let level =
+                PrivacyLevel::parse(level).ok_or_else(|| crate::ExecutorError::InvalidJob {
+                    job_id: task.id.clone(),
+                    reason: format!(
+                        "output {} has an unknown privacy level {}",
+                        warden_pipeline::escape::escape_name(glob),
+                        warden_pipeline::escape::escape_name(level)
+                    ),
+                })?;
+            output_spec.insert(glob.clone(), level);
+        }
+        Ok(JobDefinition {
+            task_id: Some(task.task_id.clone()),
+            args: task.args.clone(),
+            env: task.env.clone(),
+            inputs: task.inputs.clone(),
+            output_spec,
+            cpu_count: task.cpu_count,
+            memory_limit: task.memory_limit,
+            created_at: task.created_at,
+            repo_url: Some(task.repo_url.clone()),
+            commit: Some(task.commit.clone()),
+            created_by: Some(task.created_by.clone()),
+            database_name: task.database_name.clone(),
+            ..JobDefinition::new(
+                task.id.clone(),
+                task.request_id.clone(),
+                task.workspace.clone(),
+                task.action.clone(),
+                task.image.clone(),
+                code_dir,
+            )
+        })
+    }
+
     /// Name of the job's container: `os-job-<id>`.
     pub fn container_name(&self) -> String {
         format!("os-job-{}", self.id)
@@ -553,6 +599,59 @@ pub struct LogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_becomes_a_definition() {
+        let mut task = warden_api::JobDefinition {
+            id: "abcdefghijklmnop".into(),
+            request_id: "req".into(),
+            task_id: "abcdefghijklmnop-002".into(),
+            workspace: "ws".into(),
+            action: "model".into(),
+            repo_url: "https://example.org/study".into(),
+            branch: "main".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            image: "ghcr.io/opensafely-core/python:v2".into(),
+            args: vec!["python".into(), "model.py".into()],
+            env: BTreeMap::from([("OPENSAFELY_BACKEND".into(), "test".into())]),
+            inputs: vec![],
+            input_job_ids: BTreeMap::new(),
+            output_spec: BTreeMap::from([
+                ("output/a.csv".into(), "moderately_sensitive".into()),
+                ("output/b.gz".into(), "highly_sensitive".into()),
+            ]),
+            allow_database_access: false,
+            database_name: None,
+            created_by: "alice".into(),
+            cpu_count: 1.5,
+            memory_limit: 1 << 30,
+            created_at: 1_700_000_000,
+            level4_max_filesize: 1,
+            level4_max_csv_rows: 1,
+            level4_file_types: vec![],
+        };
+        let def = JobDefinition::from_task(&task, "/code").unwrap();
+        assert_eq!(def.id, task.id);
+        assert_eq!(def.task_id.as_deref(), Some("abcdefghijklmnop-002"));
+        assert_eq!(def.args, task.args);
+        assert_eq!(def.env, task.env);
+        assert_eq!(def.code_dir, PathBuf::from("/code"));
+        assert_eq!(
+            def.output_spec["output/a.csv"],
+            PrivacyLevel::ModeratelySensitive
+        );
+        assert_eq!(def.cpu_count, 1.5);
+        assert_eq!(def.memory_limit, 1 << 30);
+        assert_eq!(def.created_at, 1_700_000_000);
+        assert_eq!(def.commit.as_deref(), Some(task.commit.as_str()));
+        for bad in ["secret", "", "Highly_Sensitive", "highly_sensitive\n"] {
+            task.output_spec = BTreeMap::from([("output/x\x1b.csv".into(), bad.to_owned())]);
+            let err = JobDefinition::from_task(&task, "/code").unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("unknown privacy level"), "{text}");
+            assert!(!text.contains('\x1b'), "{text}");
+        }
+    }
 
     #[test]
     fn redaction_also_catches_escaped_names() {
