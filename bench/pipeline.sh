@@ -13,9 +13,87 @@
 # Knobs (environment): K (warden runs, default 21), K_REF (reference runs, default 5),
 # K_REF_BIG (reference runs on 10,000 actions, default 3), CORPUS (corpus folder),
 # CARGO_TARGET_DIR (default ~/.cache/warden/target), KEEP=1 keeps the work folder.
+#
+# Whole-process mode:
+#
+#   bench/pipeline.sh --process
+#
+# `warden check FILE` (the release binary) and the reference validator as its own
+# Python process (interpreter start, imports, read, load_pipeline), alternating, on
+# synthetic 1,000 / 10,000 / 100,000-action files and on the corpus with one process
+# per file (bench/process.py). Prints median wall time, median peak RSS (getrusage of
+# each child) and the ratio for each. Knobs: K (warden runs, default 11), K_REF
+# (reference runs, default 3), K_REF_HUGE (reference runs on 100,000 actions,
+# default 1; 0 skips the reference there), K_CORPUS (rounds over the corpus, default 3).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if [[ "${1:-}" == "--process" ]]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warden/target}"
+    PY="$("$ROOT/scripts/oracle/setup.sh")"
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/warden-bench.XXXXXX")"
+    if [[ "${KEEP:-0}" != 1 ]]; then
+        trap 'rm -rf "$WORK"' EXIT
+    fi
+    for n in 1000 10000 100000; do
+        python3 "$ROOT/bench/synth.py" --actions "$n" --seed 1 >"$WORK/synth-$n.yaml"
+    done
+    echo "building warden (release)..." >&2
+    cargo build --quiet --release -p warden-cli --manifest-path "$ROOT/Cargo.toml"
+    BIN="$CARGO_TARGET_DIR/release/warden"
+    K="${K:-11}"
+    K_REF="${K_REF:-3}"
+    K_REF_HUGE="${K_REF_HUGE:-1}"
+    K_CORPUS="${K_CORPUS:-3}"
+    P=(python3 "$ROOT/bench/process.py" --warden "$BIN" --python "$PY")
+    echo "whole process: corpus (K_CORPUS=$K_CORPUS rounds), 1,000 and 10,000 actions (K=$K, K_REF=$K_REF)..." >&2
+    {
+        "${P[@]}" --k "$K_CORPUS" --k-ref "$K_CORPUS" --corpus "${CORPUS:-$ROOT/corpus/project-yaml}"
+        "${P[@]}" --k "$K" --k-ref "$K_REF" "1,000 actions=$WORK/synth-1000.yaml" "10,000 actions=$WORK/synth-10000.yaml"
+        if [[ "$K_REF_HUGE" -gt 0 ]]; then
+            echo "100,000 actions (K_REF_HUGE=$K_REF_HUGE; the reference takes minutes)..." >&2
+            "${P[@]}" --k "$K" --k-ref "$K_REF_HUGE" "100,000 actions=$WORK/synth-100000.yaml"
+        fi
+    } >"$WORK/process.jsonl"
+    if [[ "$K_REF_HUGE" -eq 0 ]]; then
+        # warden alone on 100,000 actions, for the scaling.
+        python3 - "$BIN" "$WORK/synth-100000.yaml" "$K" >>"$WORK/process.jsonl" <<'PY'
+import json, os, statistics, subprocess, sys, time
+binary, path, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = []
+for _ in range(k):
+    t = time.perf_counter()
+    p = subprocess.Popen([binary, "check", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    runs.append((time.perf_counter() - t, usage.ru_maxrss / 1024))
+print(json.dumps({"workload": "100,000 actions", "bytes": os.path.getsize(path), "ratio": None,
+    "warden": {"k": k, "wall_median_s": statistics.median(w for w, _ in runs),
+               "rss_median_mb": statistics.median(r for _, r in runs), "exit": os.waitstatus_to_exitcode(status)},
+    "reference": None}))
+PY
+    fi
+    python3 - "$WORK/process.jsonl" <<'PY'
+import json, sys
+
+def fmt(s):
+    return f"{s:.2f} s" if s >= 1 else f"{s * 1e3:.1f} ms"
+
+print()
+print(f"{'workload (whole process)':42} {'size':>8} {'reference':>10} {'warden':>9} {'ratio':>7}  {'RSS ref':>8} {'RSS warden':>10}")
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    w, ref = r["warden"], r["reference"]
+    size = f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] else ""
+    print(f"{r['workload']:42} {size:>8} {fmt(ref['wall_median_s']) if ref else '-':>10} "
+          f"{fmt(w['wall_median_s']):>9} {(str(round(r['ratio'])) + '×') if r['ratio'] else '-':>7}  "
+          f"{(format(ref['rss_median_mb'], '.1f') + ' MB') if ref else '-':>8} {w['rss_median_mb']:>7.1f} MB"
+          f"   (K={w['k']}/{ref['k'] if ref else 0}, exit {w['exit']}/{ref['exit'] if ref else '-'})")
+print("(medians of wall time and of peak RSS; warden and the reference alternate; corpus: the total of one")
+print(" round, one process per file, and the largest RSS of any file)")
+PY
+    exit 0
+fi
 K="${K:-21}"
 K_REF="${K_REF:-5}"
 K_REF_BIG="${K_REF_BIG:-3}"

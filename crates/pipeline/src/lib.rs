@@ -36,7 +36,7 @@ pub use model::{
     PrivacyLevel, RUN_ALL_COMMAND, is_database_action,
 };
 pub use read::{MAX_PROJECT_FILE_BYTES, ReadError, read_project_file};
-pub use validate::{LEVEL4_FILE_TYPES, check};
+pub use validate::{LEVEL4_FILE_TYPES, check, check_keeping_tree};
 
 /// Parses and validates, returning the pipeline or the report of what is wrong.
 pub fn load(source: &str) -> Result<Pipeline, Box<Report>> {

@@ -7,8 +7,10 @@
 //! is 17, `2020-01-01` is a date), anchors and aliases, merge keys (`<<`),
 //! duplicate-key errors and the one-document rule.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher as _, Hasher as _};
 
+use foldhash::HashMapExt as _;
+use foldhash::fast::RandomState;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
 use crate::diagnostic::{Pos, Span};
@@ -401,7 +403,7 @@ struct MapFrame<'a> {
     tag: Option<std::borrow::Cow<'a, saphyr_parser::Tag>>,
     start: Span,
     own: Vec<(Node, Node)>,
-    seen: HashMap<String, usize>,
+    seen: KeyIndex,
     merged: Vec<(Node, Node)>,
     /// The key read, waiting for its value, and whether it is a merge key (`<<`).
     key: Option<(Node, bool)>,
@@ -425,6 +427,68 @@ fn key_identity(key: &Node) -> String {
         Value::Timestamp(s) => format!("t{s}"),
         Value::Tagged(s) => format!("g{s}"),
         Value::Seq(_) | Value::Map(_) => format!("x{}", key.span.start.offset),
+    }
+}
+
+/// Whether two keys are the same key of a Python dict ([`key_identity`]), without
+/// building identities for the common case of two strings.
+fn same_key(a: &Node, b: &Node) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Str(_), _) | (_, Value::Str(_)) => false,
+        _ => key_identity(a) == key_identity(b),
+    }
+}
+
+/// A hash agreeing with [`same_key`] (string identities start with `s`, no other
+/// does), seeded per process so that crafted keys cannot all collide.
+fn key_hash(state: &RandomState, key: &Node) -> u64 {
+    let mut h = state.build_hasher();
+    match &key.value {
+        Value::Str(s) => {
+            h.write_u8(b's');
+            h.write(s.as_bytes());
+        }
+        _ => h.write(key_identity(key).as_bytes()),
+    }
+    h.finish()
+}
+
+/// The keys of a mapping being built, by identity: a scan while the mapping is
+/// small, a hash index (built on first need) once it is not.
+#[derive(Default)]
+struct KeyIndex {
+    /// The hash of keys, made when first needed.
+    state: Option<RandomState>,
+    /// Key hash → index of the first own entry with that hash.
+    by_hash: foldhash::HashMap<u64, usize>,
+    /// How many of the own entries are in `by_hash`.
+    indexed: usize,
+}
+
+impl KeyIndex {
+    const SCAN: usize = 12;
+
+    /// The index in `own` of the entry whose key is `key`'s identity, if any.
+    fn find(&mut self, own: &[(Node, Node)], key: &Node) -> Option<usize> {
+        if own.len() <= Self::SCAN {
+            return own.iter().position(|(k, _)| same_key(k, key));
+        }
+        let state = self.state.get_or_insert_with(RandomState::default);
+        if self.by_hash.is_empty() {
+            self.by_hash = foldhash::HashMap::with_capacity(own.len() * 2);
+        }
+        for (i, (k, _)) in own.iter().enumerate().skip(self.indexed) {
+            self.by_hash.entry(key_hash(state, k)).or_insert(i);
+        }
+        self.indexed = own.len();
+        let first = *self.by_hash.get(&key_hash(state, key))?;
+        if same_key(&own[first].0, key) {
+            Some(first)
+        } else {
+            // Two different keys with one hash: rare, look at them all.
+            own.iter().position(|(k, _)| same_key(k, key))
+        }
     }
 }
 
@@ -503,7 +567,7 @@ impl<'a> Builder<'_, 'a> {
                     ));
                 }
                 let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
-                let value = resolve_scalar(&text, style, tag.as_deref());
+                let value = resolve_scalar(text, style, tag.as_deref());
                 let node = Node {
                     value,
                     span: start_span,
@@ -538,7 +602,7 @@ impl<'a> Builder<'_, 'a> {
                     tag,
                     start: start_span,
                     own: Vec::new(),
-                    seen: HashMap::new(),
+                    seen: KeyIndex::default(),
                     merged: Vec::new(),
                     key: None,
                     size: 1,
@@ -592,8 +656,7 @@ impl<'a> Builder<'_, 'a> {
                     merge_into(&mut f.merged, &value)?;
                     return Ok(None);
                 }
-                let id = key_identity(&key);
-                if let Some(&first) = f.seen.get(&id) {
+                if let Some(first) = f.seen.find(&f.own, &key) {
                     let first = &f.own[first].0;
                     self.errors.push(YamlError {
                         message: format!(
@@ -606,7 +669,6 @@ impl<'a> Builder<'_, 'a> {
                     });
                     return Ok(None);
                 }
-                f.seen.insert(id, f.own.len());
                 f.own.push((key, value));
                 Ok(None)
             }
@@ -628,7 +690,7 @@ impl<'a> Builder<'_, 'a> {
             }
             Frame::Map(mut f) => {
                 for (k, v) in f.merged {
-                    if f.seen.insert(key_identity(&k), f.own.len()).is_none() {
+                    if f.seen.find(&f.own, &k).is_none() {
                         f.own.push((k, v));
                     }
                 }
@@ -691,8 +753,7 @@ fn merge_into(merged: &mut Vec<(Node, Node)>, value: &Node) -> Result<(), Vec<Ya
             }]);
         };
         for (k, v) in entries {
-            let id = key_identity(k);
-            if !merged.iter().any(|(mk, _)| key_identity(mk) == id) {
+            if !merged.iter().any(|(mk, _)| same_key(mk, k)) {
                 merged.push((k.clone(), v.clone()));
             }
         }
@@ -726,7 +787,13 @@ fn describe_key(v: &Value) -> String {
 }
 
 /// Resolves a scalar to a value, as ruamel's YAML 1.2 resolver and constructor do.
-fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
+/// The text is taken by value so that a string keeps the parser's buffer when it
+/// has one.
+fn resolve_scalar(cow: std::borrow::Cow<'_, str>, style: ScalarStyle, tag: Option<&str>) -> Value {
+    if style != ScalarStyle::Plain && tag.is_none() {
+        return Value::Str(cow.into_owned());
+    }
+    let text: &str = &cow;
     if let Some(tag) = tag {
         let suffix = tag
             .strip_prefix("!!")
@@ -772,7 +839,7 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Value {
     if first.is_ascii_digit() && is_timestamp(text) {
         return Value::Timestamp(text.to_string());
     }
-    Value::Str(text.to_string())
+    Value::Str(cow.into_owned())
 }
 
 fn int_to_float(v: Value) -> Value {

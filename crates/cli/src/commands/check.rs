@@ -43,7 +43,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let report = warden_pipeline::check(&file.text);
+    let (report, tree) = warden_pipeline::check_keeping_tree(&file.text);
     let name = warden_pipeline::escape::escape_path(&file.path).into_owned();
     match args.format {
         CheckFormat::Json => {
@@ -71,9 +71,15 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if report.is_valid() {
+    let code = if report.is_valid() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    // The process ends here: freeing the YAML tree, the pipeline and the text one
+    // allocation at a time would only cost time (issue 13).
+    std::mem::forget(report);
+    std::mem::forget(tree);
+    std::mem::forget(file);
+    Ok(code)
 }
