@@ -542,6 +542,31 @@ impl DockerExecutor {
         }
     }
 
+    /// Removes the container and the working directory of a job, whatever is
+    /// left of them: the one removal behind `cleanup` and the reaping of a
+    /// killed run's leftovers. Problems are logged, never raised.
+    async fn remove_container_and_dir(&self, job_id: &str) {
+        let name = crate::types::container_name(job_id);
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(&name, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => tracing::warn!(container = %name, error = %e, "could not remove container"),
+        }
+        let config = self.config.clone();
+        let id = job_id.to_string();
+        let problems =
+            tokio::task::spawn_blocking(move || match config.own_tree(&config.volumes_dir) {
+                Ok(volumes) => fsops::remove_tree_in(&volumes, Path::new(&id)),
+                Err(e) => vec![format!("opening {}: {e}", config.volumes_dir.display())],
+            })
+            .await
+            .unwrap_or_else(|e| vec![e.to_string()]);
+        if !problems.is_empty() {
+            tracing::warn!(job = %job_id, problems = %problems.join("; "), "could not remove job directory");
+        }
+    }
+
     async fn kill_and_wait(&self, job: &JobDefinition) -> Result<()> {
         let name = job.container_name();
         let options = KillContainerOptionsBuilder::default()
@@ -925,25 +950,7 @@ impl Executor for DockerExecutor {
             return;
         }
         let _guard = self.lock(job).await;
-        let name = job.container_name();
-        let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        match self.docker.remove_container(&name, Some(options)).await {
-            Ok(()) => {}
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => tracing::warn!(container = %name, error = %e, "could not remove container"),
-        }
-        let config = self.config.clone();
-        let id = job.id.clone();
-        let problems =
-            tokio::task::spawn_blocking(move || match config.own_tree(&config.volumes_dir) {
-                Ok(volumes) => fsops::remove_tree_in(&volumes, Path::new(&id)),
-                Err(e) => vec![format!("opening {}: {e}", config.volumes_dir.display())],
-            })
-            .await
-            .unwrap_or_else(|e| vec![e.to_string()]);
-        if !problems.is_empty() {
-            tracing::warn!(job = %job.id, problems = %problems.join("; "), "could not remove job directory");
-        }
+        self.remove_container_and_dir(&job.id).await;
     }
 
     async fn leftover_jobs(&self) -> Result<Vec<String>> {
@@ -976,27 +983,7 @@ impl Executor for DockerExecutor {
         if !valid_job_id(job_id) {
             return;
         }
-        let name = format!("os-job-{job_id}");
-        let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        match self.docker.remove_container(&name, Some(options)).await {
-            Ok(()) => tracing::info!(container = %name, "removed a leftover container"),
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => {
-                tracing::warn!(container = %name, error = %e, "could not remove a leftover container")
-            }
-        }
-        let config = self.config.clone();
-        let id = job_id.to_string();
-        let problems =
-            tokio::task::spawn_blocking(move || match config.own_tree(&config.volumes_dir) {
-                Ok(volumes) => fsops::remove_tree_in(&volumes, Path::new(&id)),
-                Err(e) => vec![format!("opening {}: {e}", config.volumes_dir.display())],
-            })
-            .await
-            .unwrap_or_else(|e| vec![e.to_string()]);
-        if !problems.is_empty() {
-            tracing::warn!(job = %job_id, problems = %problems.join("; "), "could not remove a leftover job directory");
-        }
+        self.remove_container_and_dir(job_id).await;
     }
 
     async fn results(&self, job: &JobDefinition) -> Result<Option<JobResults>> {

@@ -212,8 +212,13 @@ impl JobDefinition {
 
     /// Name of the job's container: `os-job-<id>`.
     pub fn container_name(&self) -> String {
-        format!("os-job-{}", self.id)
+        container_name(&self.id)
     }
+}
+
+/// Name of the container of the job with this id: `os-job-<id>`.
+pub(crate) fn container_name(job_id: &str) -> String {
+    format!("os-job-{job_id}")
 }
 
 /// Limits of the moderately_sensitive (level 4) checks.
